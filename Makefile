@@ -1,0 +1,64 @@
+# sgnb set-up and checks. `make test` is what CI runs (.ci/run).
+#
+#   make venv          .venv with torch 2.13.0 and sgnb installed editable with [test,serve]
+#   make model         pull SmolLM2-135M-Instruct into $SGNB_CACHE (default ~/.cache/sgnb), once
+#   make demo          run a short real sgnb program
+#   make browser-deps  Debian chromium for the browser tests (root + apt only; otherwise a note)
+#   make test          all of the above that tests need, then the whole pytest suite
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+MODEL ?= smollm2-135m
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sgnb-installed
+PIP := $(BIN)/python -m pip --quiet
+# This machine's pip config names local index folders that lack most packages; pip warns once per package.
+PIP_NOISE := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: help venv model demo browser-deps test
+
+help:
+	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
+
+venv: $(STAMP)
+
+# Rebuilt when the dependency list changes; otherwise `make venv` is a no-op.
+# torch goes first and pinned: an unpinned torch would pull a multi-GB CUDA build
+# (this machine's pip config finds a local CPU wheel for torch==2.13.0).
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+		|| { echo "error: $(PYTHON) is $$($(PYTHON) --version 2>&1); sgnb needs Python >= 3.10" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) \
+		|| { echo "error: '$(PYTHON) -m venv' failed (on Debian: apt-get install python3-venv)" >&2; exit 1; }
+	@echo "pip install --upgrade pip"; $(PIP) install --upgrade pip $(PIP_NOISE)
+	@echo "pip install '$(TORCH_SPEC)'"; $(PIP) install '$(TORCH_SPEC)' $(PIP_NOISE)
+	@echo "pip install -e '.[test,serve]'"; $(PIP) install -e '.[test,serve]' $(PIP_NOISE)
+	@touch $(STAMP)
+
+model: venv
+	$(BIN)/sgnb pull $(MODEL)
+
+demo: venv model
+	$(BIN)/python -m sgnb.demo
+
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian chromium for the browser tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+			|| echo "note: apt-get could not install chromium; browser tests will not run" >&2; \
+	else \
+		echo "note: chromium is missing and cannot be installed here (needs root and apt-get); browser tests will not run" >&2; \
+	fi
+
+# pytest's exit status is make's: failures fail, and exit 5 (no tests collected) fails too.
+test: venv model browser-deps
+	@rc=0; $(BIN)/pytest -q -ra -p no:cacheprovider --timeout=600 $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
+	exit $$rc

@@ -1,0 +1,110 @@
+"""Decode benchmark (issue 2, bench b): decode tokens/s at batch 1, 8 and 32, fp32 and bf16.
+
+Baselines measured in the same run:
+  - the weight-streaming bound: one GEMV pass over every weight matrix (x @ W.T with one row), i.e. the
+    fastest a batch-1 decode step can be when it must read all weights once;
+  - transformers `generate` (greedy, batched, same prompts and lengths).
+Decode time excludes prefill: each measurement is t(prompt + N tokens) - t(prompt + 1 token).
+
+    .venv/bin/python bench/decode.py [--batch-sizes 1 8 32] [--dtypes float32 bfloat16] [--new-tokens 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+PROMPT = "Write a long and detailed story about a dragon who learns to paint."
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def gemv_bound(path, dtype: torch.dtype, repeats: int) -> float:
+    """Seconds for one x @ W.T pass over all weight matrices of the model (batch 1)."""
+    from safetensors.torch import load_file
+
+    weights = [w.to(dtype) for w in load_file(str(path / "model.safetensors")).values() if w.dim() == 2]
+    xs = {w.shape[1]: torch.randn(1, w.shape[1], dtype=dtype) for w in weights}
+
+    def one_pass():
+        for w in weights:
+            torch.nn.functional.linear(xs[w.shape[1]], w)
+
+    one_pass()
+    return median_time(one_pass, repeats)
+
+
+def sgnb_decode_rate(engine, prompt: str, batch: int, new_tokens: int, repeats: int) -> float:
+    prompts = [prompt] * batch
+
+    def gen(n):
+        return lambda: engine.generate(prompts, {"max_new_tokens": n, "temperature": 0, "ignore_eos": True})
+
+    gen(2)()
+    full = median_time(gen(new_tokens), repeats)
+    first = median_time(gen(1), repeats)
+    return batch * (new_tokens - 1) / (full - first)
+
+
+def hf_decode_rate(model, tok, prompt: str, batch: int, new_tokens: int, repeats: int) -> float:
+    enc = tok([prompt] * batch, return_tensors="pt")
+
+    def gen(n):
+        def run():
+            with torch.no_grad():
+                model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                               pad_token_id=tok.pad_token_id)
+        return run
+
+    gen(2)()
+    full = median_time(gen(new_tokens), repeats)
+    first = median_time(gen(1), repeats)
+    return batch * (new_tokens - 1) / (full - first)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-hf", action="store_true")
+    args = ap.parse_args()
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sgnb.engine import Engine
+    from sgnb.engine.model_store import resolve_model
+
+    path = resolve_model("smollm2-135m")
+    tok = AutoTokenizer.from_pretrained(path)
+    prompt = tok.apply_chat_template([{"role": "user", "content": PROMPT}], tokenize=False, add_generation_prompt=True)
+    print(f"torch threads {torch.get_num_threads()}, {args.new_tokens} new tokens, median of {args.repeats}")
+    print(f"{'dtype':9s} {'batch':>5s} {'sgnb tok/s':>11s} {'hf tok/s':>9s} {'vs hf':>7s} "
+          f"{'bound steps/s':>14s} {'b1 vs bound':>12s}")
+    for dtype_name in args.dtypes:
+        dtype = getattr(torch, dtype_name)
+        bound = 1.0 / gemv_bound(path, dtype, args.repeats * 3)
+        hf = None if args.skip_hf else AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+        with Engine("smollm2-135m", dtype=dtype_name) as engine:
+            for batch in args.batch_sizes:
+                ours = sgnb_decode_rate(engine, prompt, batch, args.new_tokens, args.repeats)
+                theirs = hf_decode_rate(hf, tok, prompt, batch, args.new_tokens, args.repeats) if hf else float("nan")
+                vs_bound = f"{ours / bound:11.0%}" if batch == 1 else ""
+                print(f"{dtype_name:9s} {batch:5d} {ours:11.1f} {theirs:9.1f} {ours / theirs:6.2f}x "
+                      f"{bound:14.1f} {vs_bound:>12s}", flush=True)
+            engine.check_integrity()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""sgnb: structured language-model programs in Jupyter.
+
+`import sgnb as sgl` gives SGLang's frontend language (gen, select, function, roles, backends ...).
+Everything is re-exported lazily, so `import sgnb` loads no torch, triton or ipywidgets.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> (module, attribute)
+_EXPORTS: dict[str, tuple[str, str]] = {
+    **{name: ("sgnb.lang.ir", name) for name in (
+        "gen", "gen_int", "gen_string", "select", "image", "video", "system", "user", "assistant",
+        "system_begin", "system_end", "user_begin", "user_end", "assistant_begin", "assistant_end",
+    )},
+    "function": ("sgnb.lang.program", "function"),
+    "SglFunction": ("sgnb.lang.program", "SglFunction"),
+    "ProgramState": ("sgnb.lang.state", "ProgramState"),
+    "ProgramError": ("sgnb.lang.interpreter", "ProgramError"),
+    "set_default_backend": ("sgnb.lang.api", "set_default_backend"),
+    "get_default_backend": ("sgnb.lang.api", "get_default_backend"),
+    "flush_cache": ("sgnb.lang.api", "flush_cache"),
+    "Runtime": ("sgnb.lang.api", "Runtime"),
+    "global_config": ("sgnb.lang.global_config", "global_config"),
+    "token_length_normalized": ("sgnb.lang.choices", "token_length_normalized"),
+    "greedy_token_selection": ("sgnb.lang.choices", "greedy_token_selection"),
+    "unconditional_likelihood_normalized": ("sgnb.lang.choices", "unconditional_likelihood_normalized"),
+    "Engine": ("sgnb.engine", "Engine"),
+    "EngineBackend": ("sgnb.lang.backends.engine_backend", "EngineBackend"),
+    "RuntimeEndpoint": ("sgnb.lang.backends.runtime_endpoint", "RuntimeEndpoint"),
+    "OpenAI": ("sgnb.lang.backends.openai", "OpenAI"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'sgnb' has no attribute {name!r}")
+    value = getattr(import_module(target[0]), target[1])
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

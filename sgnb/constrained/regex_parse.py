@@ -1,0 +1,294 @@
+"""Parse a Python regex into an interegular pattern whose language stays inside Python's.
+
+interegular parses regexes into character FSMs but differs from Python's `re` in a few places
+that matter for constrained decoding: it has no `\\uXXXX` escapes, its `\\d`, `\\w`, `\\s` are
+ASCII, it takes `[]` as an empty class, and it combines negated class items loosely. Everything
+the FSM accepts must satisfy `re.fullmatch(pattern, text)`, so this module:
+
+- validates the pattern with `re.compile` first (a Python syntax error is a ConstraintError);
+- rewrites `\\uXXXX`, `\\UXXXXXXXX`, `\\N{NAME}` into literals and a leading `]` in a class into `\\]`;
+- gives every class escape a lower and an upper approximation of Python's Unicode set and
+  builds classes with exact set algebra, keeping the lower one. Positive `\\d`, `\\w`, `\\s`
+  mean their ASCII members (what people mean, and a subset of Python's); negated forms
+  (`\\D`, `[^\\d]`, ...) exclude every character Python would count in the class;
+- refuses lookaround, backreferences, anchors and conditionals with a clear error.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+import warnings
+from collections.abc import Callable
+
+from interegular.patterns import (
+    _CHAR_GROUPS,
+    InvalidSyntax,
+    Pattern,
+    Unsupported,
+    _CharGroup,
+    _Concatenation,
+    _NonCapturing,
+    _ParsePattern,
+    _Repeated,
+)
+from interegular.utils.simple_parser import NoMatch, nomatch
+
+from sgnb.constrained.errors import ConstraintError
+
+# A character set as (chars, negated): negated means "every character except chars".
+CharSet = tuple[frozenset, bool]
+
+_ASCII = frozenset(map(chr, range(128)))
+_ASCII_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_ASCII_DIGIT = frozenset("0123456789")
+_ASCII_SPACE = frozenset(" \t\n\r\f\v")
+# Every character for which str.isspace() holds, i.e. Python's Unicode `\s`
+# (tests/constrained/test_regex_parse.py checks this against the whole code space).
+UNICODE_SPACE = frozenset(
+    "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _unicode_digits() -> frozenset:
+    """Python's Unicode `\\d`: every character with str.isdecimal() (category Nd)."""
+    return frozenset(c for c in map(chr, range(0x110000)) if c.isdecimal())
+
+
+def _union(a: CharSet, b: CharSet) -> CharSet:
+    (ac, an), (bc, bn) = a, b
+    if not an and not bn:
+        return ac | bc, False
+    if an and bn:
+        return ac & bc, True
+    return (ac - bc, True) if an else (bc - ac, True)
+
+
+def _complement(a: CharSet) -> CharSet:
+    return a[0], not a[1]
+
+
+# Class escapes get a lower and an upper approximation of Python's Unicode set; the upper
+# one is only needed under negation (and for \d it costs a scan of the code space).
+def _class_escape_lower(letter: str) -> CharSet:
+    if letter.isupper():
+        return _complement(_class_escape_upper(letter.lower()))
+    return {"d": (_ASCII_DIGIT, False), "w": (_ASCII_WORD, False), "s": (_ASCII_SPACE, False)}[letter]
+
+
+def _class_escape_upper(letter: str) -> CharSet:
+    if letter.isupper():
+        return _complement(_class_escape_lower(letter.lower()))
+    if letter == "d":
+        return _unicode_digits(), False
+    if letter == "w":  # the ASCII word characters plus every non-ASCII character
+        return _ASCII - _ASCII_WORD, True
+    return UNICODE_SPACE, False
+
+
+_ESCAPE_OF_GROUP = {id(_CHAR_GROUPS[letter]): letter for letter in "dDwWsS"}
+
+
+class _ClassItem:
+    """One item of a bracket class: a lower approximation and a lazily computed upper one."""
+
+    __slots__ = ("lower", "_upper_fn")
+
+    def __init__(self, lower: CharSet, upper_fn: Callable[[], CharSet] | None = None) -> None:
+        self.lower, self._upper_fn = lower, upper_fn
+
+    def upper(self) -> CharSet:
+        return self._upper_fn() if self._upper_fn is not None else self.lower
+
+
+def _item_of_group(group: _CharGroup) -> _ClassItem:
+    letter = _ESCAPE_OF_GROUP.get(id(group))
+    if letter is not None:
+        return _ClassItem(_class_escape_lower(letter), functools.partial(_class_escape_upper, letter))
+    return _ClassItem((group.chars, group.negated))
+
+
+def _char_group(chars: CharSet) -> _CharGroup:
+    return _CharGroup(frozenset(chars[0]), chars[1])
+
+
+class _PythonSemanticsParser(_ParsePattern):
+    """interegular's parser with Python's meaning of class escapes and bracket classes."""
+
+    def escaped(self, inner: bool = False):
+        group = super().escaped(inner)
+        letter = _ESCAPE_OF_GROUP.get(id(group))
+        if letter is not None and not inner:
+            return _char_group(_class_escape_lower(letter))
+        return group
+
+    def chargroup(self):
+        negate = self.static_b("^")
+        items: list[_ClassItem] = []
+        while True:
+            try:
+                items.append(self.chargroup_inner())
+            except nomatch:
+                break
+        self.static("]")
+        result: CharSet = (frozenset(), False)
+        for item in items:  # the complement of the upper union is a subset of Python's set
+            result = _union(result, item.upper() if negate else item.lower)
+        return _char_group(_complement(result) if negate else result)
+
+    def chargroup_inner(self):
+        start = self.index
+        if self.static_b("\\"):
+            base = self.escaped(True)
+        else:
+            base = _CharGroup(frozenset(self.any_but(*self.SPECIAL_CHARS_INNER)), False)
+        if not self.static_b("-"):
+            return _item_of_group(base)
+        if self.static_b("\\"):
+            end = self.escaped(True)
+        elif self.peek_static("]"):
+            dash = (frozenset("-"), False)
+            item = _item_of_group(base)
+            return _ClassItem(_union(item.lower, dash), lambda: _union(item.upper(), dash))
+        else:
+            end = _CharGroup(frozenset(self.any_but(*self.SPECIAL_CHARS_INNER)), False)
+        if base.negated or end.negated or len(base.chars) != 1 or len(end.chars) != 1:
+            raise InvalidSyntax(f"invalid character range {self.data[start:self.index]!r}")
+        low, high = ord(next(iter(base.chars))), ord(next(iter(end.chars)))
+        if low > high:
+            raise InvalidSyntax(f"invalid character range {self.data[start:self.index]!r}")
+        return _ClassItem((frozenset(map(chr, range(low, high + 1))), False))
+
+
+_HEX = "0123456789abcdefABCDEF"
+_REPEAT = re.compile(r"\{(?:[0-9]+(?:,[0-9]*)?|,[0-9]*)\}")
+
+
+def _literal(char: str) -> str:
+    """A regex atom matching exactly `char`, safe inside and outside bracket classes."""
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return char  # non-ASCII characters are never special
+
+
+def _rewrite(pattern: str) -> str:
+    """Rewrite the escapes interegular lacks; keep everything else byte for byte."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_class = False
+    after_quantifier = False  # the previous item was a quantifier (*, +, ?, {m,n})
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            e = pattern[i + 1]
+            if e == "u" and i + 6 <= n and all(h in _HEX for h in pattern[i + 2 : i + 6]):
+                out.append(_literal(chr(int(pattern[i + 2 : i + 6], 16))))
+                i += 6
+                continue
+            if e == "U" and i + 10 <= n and all(h in _HEX for h in pattern[i + 2 : i + 10]):
+                out.append(_literal(chr(int(pattern[i + 2 : i + 10], 16))))
+                i += 10
+                continue
+            if e == "N" and pattern.startswith("{", i + 2) and "}" in pattern[i + 3 :]:
+                end = pattern.index("}", i + 3)
+                out.append(_literal(unicodedata.lookup(pattern[i + 3 : end])))
+                i = end + 1
+                continue
+            out.append(pattern[i : i + 2])
+            i += 2
+            after_quantifier = False
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+            out.append(c)
+            i += 1
+            continue
+        if c == "[":
+            in_class = True
+            after_quantifier = False
+            out.append(c)
+            i += 1
+            if i < n and pattern[i] == "^":
+                out.append("^")
+                i += 1
+            if i < n and pattern[i] == "]":  # Python: a leading ']' is a literal
+                out.append("\\]")
+                i += 1
+            continue
+        if pattern.startswith("(?#", i):  # comment group
+            i = pattern.index(")", i) + 1
+            continue
+        if c in "*+?" and after_quantifier and out[-1] != "(":
+            if c == "+":  # Python 3.11 possessive quantifier: changes the language
+                raise ConstraintError(f"unsupported regex feature in {pattern!r}: possessive quantifiers")
+            after_quantifier = False  # lazy modifier: same language under fullmatch
+            out.append(c)
+            i += 1
+            continue
+        if c == "{":
+            repeat = _REPEAT.match(pattern, i)
+            if repeat is None:  # Python: a '{' that starts no {m,n} is a literal
+                out.append("\\{")
+                i += 1
+                after_quantifier = False
+                continue
+            out.append(repeat.group())
+            i = repeat.end()
+            after_quantifier = True
+            continue
+        after_quantifier = c in "*+?" and not (out and out[-1] == "(")
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _check_supported(node, pattern: str) -> None:
+    if node is None:
+        raise ConstraintError(f"unsupported regex syntax in {pattern!r}")
+    if isinstance(node, _NonCapturing):
+        raise ConstraintError(
+            f"unsupported regex feature in {pattern!r}: lookahead/lookbehind assertions are not supported"
+        )
+    if isinstance(node, Pattern):
+        for option in node.options:
+            _check_supported(option, pattern)
+    elif isinstance(node, _Concatenation):
+        for part in node.parts:
+            _check_supported(part, pattern)
+    elif isinstance(node, _Repeated):
+        _check_supported(node.base, pattern)
+
+
+@functools.lru_cache(maxsize=256)
+def parse_regex(pattern: str) -> Pattern:
+    """Parse `pattern` (Python `re` syntax, matched with fullmatch) into an interegular Pattern.
+
+    Raises ConstraintError naming the pattern for invalid syntax and unsupported features.
+    """
+    if not isinstance(pattern, str):
+        raise ConstraintError(f"regex must be a str, got {type(pattern).__name__}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            re.compile(pattern)
+    except re.error as exc:
+        raise ConstraintError(f"invalid regex {pattern!r}: {exc}") from None
+    rewritten = _rewrite(pattern)
+    try:
+        parsed = _PythonSemanticsParser(rewritten).parse()
+    except Unsupported as exc:
+        raise ConstraintError(f"unsupported regex feature in {pattern!r}: {exc}") from None
+    except (InvalidSyntax, NoMatch) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else "cannot parse it"
+        raise ConstraintError(f"unsupported regex syntax in {pattern!r}: {detail}") from None
+    except ConstraintError:
+        raise
+    except (ValueError, KeyError, IndexError) as exc:
+        raise ConstraintError(f"unsupported regex syntax in {pattern!r}: {exc}") from None
+    _check_supported(parsed, pattern)
+    return parsed

@@ -1,0 +1,43 @@
+"""The engine's attention interface: one call per layer over the paged KV pool.
+
+The model calls `ctx.attend(layer_id, q, k, v)`; the context stores the new K/V into
+the pool and runs the extend or decode kernel chosen once at engine start
+(`sgnb.kernels.torch_ref` on the CPU, Triton on a GPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import torch
+
+
+class ForwardMode(Enum):
+    EXTEND = "extend"   # new tokens after a (possibly empty) cached prefix: prefill, chunked prefill, jump-forward
+    DECODE = "decode"   # exactly one new token per request
+
+
+@dataclass(slots=True)
+class AttentionContext:
+    """Per-forward attention metadata, built once per step and shared by all layers."""
+
+    mode: ForwardMode
+    ops: Any                     # AttentionOps: store_kv, extend_attention, decode_attention
+    k_buffers: list[torch.Tensor]  # per layer [num_slots, num_kv_heads, head_dim]
+    v_buffers: list[torch.Tensor]
+    out_cache_loc: torch.Tensor  # [num_tokens] slots the new tokens' K/V go to
+    qo_indptr: torch.Tensor      # [batch + 1] (extend only)
+    kv_indptr: torch.Tensor      # [batch + 1] extend: cached prefix only; decode: whole sequence
+    kv_indices: torch.Tensor     # [total_kv] slot ids in position order
+    sm_scale: float
+
+    def attend(self, layer_id: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q: [num_tokens, num_heads, head_dim]; k, v: [num_tokens, num_kv_heads, head_dim]."""
+        k_buf, v_buf = self.k_buffers[layer_id], self.v_buffers[layer_id]
+        self.ops.store_kv(k_buf, v_buf, self.out_cache_loc, k, v)
+        if self.mode is ForwardMode.DECODE:
+            return self.ops.decode_attention(q, k_buf, v_buf, self.kv_indptr, self.kv_indices, self.sm_scale)
+        return self.ops.extend_attention(q, k, v, k_buf, v_buf, self.qo_indptr, self.kv_indptr,
+                                         self.kv_indices, self.sm_scale)

@@ -1,0 +1,313 @@
+"""The in-process engine: an SGLang-shaped `Engine` whose loop runs on its own thread.
+
+Each loop iteration reads top to bottom: take new requests and aborts -> schedule one
+batch -> run the model -> postprocess (sample, detokenize, stop, stream, finish).
+Callers block on per-request sinks, so a notebook stays responsive and Ctrl-C aborts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from sgnb.engine import postprocess
+from sgnb.engine.attention import ForwardMode
+from sgnb.engine.engine_config import EngineConfig
+from sgnb.engine.kv_cache import KVPool, ReqToTokenPool
+from sgnb.engine.model_runner import ModelRunner
+from sgnb.engine.radix_cache import RadixCache
+from sgnb.engine.request import Req, new_rid
+from sgnb.engine.sampling_params import SamplingParams
+from sgnb.engine.scheduler import PoolExhausted, ScheduleBatch, Scheduler
+from sgnb.engine.slot_allocator import SlotAllocator
+from sgnb.engine.tokenizer import load_tokenizer
+
+
+class EngineError(RuntimeError):
+    """A request failed inside the engine (the engine itself keeps serving)."""
+
+
+class Engine:
+    """Offline engine with RadixAttention, shaped like SGLang's `sgl.Engine`.
+
+    >>> engine = Engine("smollm2-135m")
+    >>> engine.generate("The capital of France is", {"max_new_tokens": 8, "temperature": 0})["text"]
+    """
+
+    def __init__(self, model: str = "smollm2-135m", **kwargs: Any):
+        from sgnb.engine.model_store import resolve_model
+        from sgnb.engine.weights import load_model
+        from sgnb.kernels.backend import get_attention_ops
+
+        self.config = cfg = EngineConfig(model=model, **kwargs)
+        self.model_path = resolve_model(model)
+        self.dtype = cfg.torch_dtype
+        self.device = cfg.device
+        self.model, self.model_config = load_model(self.model_path, self.dtype, cfg.device)
+        self.tokenizer = load_tokenizer(self.model_path)
+        mc = self.model_config
+        self.max_context_len = min(mc.max_context_len, cfg.max_context_len or mc.max_context_len)
+        num_slots = cfg.max_total_tokens or KVPool.slots_for_budget(mc, int(cfg.kv_cache_gb * 2**30), self.dtype)
+        self.kv_pool = KVPool(mc, num_slots, self.dtype, cfg.device)
+        self.allocator = SlotAllocator(num_slots)
+        self.tree = RadixCache(self.allocator, disabled=not cfg.radix_cache)
+        self.req_pool = ReqToTokenPool(cfg.max_running_requests + 1, self.max_context_len + 1, cfg.device)
+        self.scheduler = Scheduler(cfg.scheduler_config(), self.allocator, self.tree, self.req_pool)
+        self.ops = get_attention_ops(cfg.attention_backend, cfg.device)
+        self.runner = ModelRunner(self.model, self.kv_pool, self.req_pool, self.ops, cfg.device)
+        self.eos_ids = tuple(sorted(set(mc.eos_token_ids) | ({self.tokenizer.eos_token_id} - {None})))
+        self.counters = postprocess.Counters()
+        self._reqs: dict[str, Req] = {}
+        self._inbox: list[Req] = []
+        self._aborts: list[tuple[str, str]] = []
+        self._inflight: ScheduleBatch | None = None
+        self._cv = threading.Condition()
+        self._is_stopping = False
+        self._thread = threading.Thread(target=self._loop, name="sgnb-engine", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ public API
+
+    def generate(self, prompt: str | list[str] | None = None, sampling_params: dict | list[dict] | None = None,
+                 input_ids: list[int] | list[list[int]] | None = None, return_logprob: bool = False,
+                 logprob_start_len: int | list[int] | None = None, top_logprobs_num: int | None = None,
+                 stream: bool = False, rid: str | list[str] | None = None):
+        """Generate for one prompt (-> dict) or a list (-> list of dicts); `stream=True` -> iterator of deltas.
+
+        Each result is {"text", "output_ids", "meta_info"}; see ARCHITECTURE.md for meta_info.
+        """
+        reqs, is_single = self._build(prompt, input_ids, sampling_params, return_logprob, logprob_start_len,
+                                      top_logprobs_num, stream, rid, is_score=False)
+        if stream:
+            if not is_single:
+                raise ValueError("stream=True takes a single prompt, not a list")
+            return self._stream(reqs[0])
+        results = self._wait(reqs)
+        return results[0] if is_single else results
+
+    def score(self, prompt: str | list[str] | None = None, input_ids: list[int] | list[list[int]] | None = None,
+              logprob_start_len: int | list[int] = 0, top_logprobs_num: int = 0):
+        """Prefill only: log-probabilities of the input tokens from `logprob_start_len` on (what `select` uses)."""
+        reqs, is_single = self._build(prompt, input_ids, None, True, logprob_start_len, top_logprobs_num,
+                                      False, None, is_score=True)
+        results = self._wait(reqs)
+        return results[0] if is_single else results
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def abort(self, rid: str, message: str = "aborted by the caller") -> None:
+        with self._cv:
+            self._aborts.append((rid, message))
+            self._cv.notify_all()
+
+    def flush_cache(self) -> bool:
+        """Drop every cached prefix; refused (False) while requests are running."""
+        with self._cv:
+            if self.scheduler.has_work() or self._inbox:
+                return False
+            self.tree.flush()
+            return True
+
+    def check_integrity(self) -> None:
+        """Free + cached + in-use slots == all slots; the tree's own invariants hold. Raises AssertionError."""
+        with self._cv:
+            used = self.scheduler.used_slots()
+            if self._inflight is not None:
+                used += self.scheduler.pending_slots(self._inflight)
+            self.tree.check_integrity(used)
+
+    def stats(self) -> dict:
+        with self._cv:
+            return postprocess.engine_stats(self)
+
+    def snapshot(self, max_nodes: int = 500) -> dict:
+        """Plain data for widgets: the radix tree, the queues and the stats."""
+        with self._cv:
+            return {
+                "cache": self.tree.snapshot(decode=self._decode, max_nodes=max_nodes),
+                "stats": postprocess.engine_stats(self),
+                "waiting": [r.rid for r in self.scheduler.waiting],
+                "running": [r.rid for r in self.scheduler.admitted],
+            }
+
+    def shutdown(self) -> None:
+        with self._cv:
+            self._is_stopping = True
+            self._cv.notify_all()
+        self._thread.join(timeout=30)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    # ------------------------------------------------------------------ submission
+
+    def _build(self, prompt, input_ids, sampling_params, return_logprob, logprob_start_len, top_logprobs_num,
+               stream, rid, is_score) -> tuple[list[Req], bool]:
+        if (prompt is None) == (input_ids is None):
+            raise ValueError("pass exactly one of prompt or input_ids")
+        is_single = isinstance(prompt, str) or (input_ids is not None and input_ids and isinstance(input_ids[0], int))
+        if is_single:
+            items = [prompt] if prompt is not None else [input_ids]
+        else:
+            items = list(prompt if prompt is not None else input_ids)
+        if not items:
+            raise ValueError("empty batch: no prompts given")
+        n = len(items)
+        params = _per_item(sampling_params, n, "sampling_params")
+        starts = _per_item(logprob_start_len, n, "logprob_start_len")
+        rids = _per_item(rid, n, "rid")
+        reqs = []
+        for i, item in enumerate(items):
+            ids = self._tokenize(item) if prompt is not None else list(item)
+            reqs.append(self._make_req(ids, params[i], return_logprob, starts[i], top_logprobs_num or 0,
+                                       stream, rids[i], is_score))
+        with self._cv:
+            for req in reqs:
+                if req.rid in self._reqs:
+                    raise ValueError(f"request id {req.rid!r} is already in use")
+            for req in reqs:
+                self._reqs[req.rid] = req
+            self._inbox += reqs
+            self._cv.notify_all()
+        return reqs, is_single
+
+    def _tokenize(self, text: Any) -> list[int]:
+        if not isinstance(text, str):
+            raise ValueError(f"prompt must be a string, got {type(text).__name__}")
+        return self.tokenizer.encode(text)
+
+    def _make_req(self, ids: list[int], params: dict | None, return_logprob: bool, start: int | None,
+                  top_logprobs_num: int, stream: bool, rid: str | None, is_score: bool) -> Req:
+        if not ids:
+            raise ValueError("empty prompt: nothing to generate from")
+        if any(not isinstance(t, int) or not 0 <= t < self.model_config.vocab_size for t in ids):
+            raise ValueError(f"input_ids must be ints in [0, {self.model_config.vocab_size})")
+        sp = SamplingParams.from_dict(params)
+        if len(ids) >= self.max_context_len:
+            raise ValueError(f"prompt is {len(ids)} tokens, longer than the context ({self.max_context_len} tokens "
+                             f"including at least one generated token)")
+        if len(ids) + 1 > self.allocator.num_usable:
+            raise ValueError(f"prompt is {len(ids)} tokens but the KV pool holds only {self.allocator.num_usable}")
+        if start is not None and not 0 <= start < len(ids):
+            raise ValueError(f"logprob_start_len must be in [0, {len(ids)}), got {start}")
+        if top_logprobs_num < 0:
+            raise ValueError(f"top_logprobs_num must be >= 0, got {top_logprobs_num}")
+        req = Req(rid=rid or new_rid(), input_ids=ids, params=sp, return_logprob=return_logprob or is_score,
+                  logprob_start_len=-1 if start is None else start, top_logprobs_num=top_logprobs_num,
+                  is_score=is_score, stream=stream)
+        if sp.sampling_seed is not None:
+            req.generator = torch.Generator().manual_seed(sp.sampling_seed)
+        if sp.regex is not None or sp.json_schema is not None:
+            from sgnb.engine.constraint import build_constraint
+
+            req.constraint = build_constraint(sp, self)
+        req.detok = postprocess.make_detokenizer(self.tokenizer, sp)
+        return req
+
+    # ------------------------------------------------------------------ waiting
+
+    def _wait(self, reqs: list[Req]) -> list[dict]:
+        try:
+            for req in reqs:
+                while not req.sink.wait(0.1):
+                    pass
+        except KeyboardInterrupt:
+            for req in reqs:
+                self.abort(req.rid, "interrupted")
+            raise
+        errors = [r.sink.error for r in reqs if r.sink.error is not None]
+        if errors:
+            raise EngineError(f"{len(errors)} of {len(reqs)} request(s) failed: {errors[0]}") from errors[0]
+        return [r.sink.result for r in reqs]
+
+    def _stream(self, req: Req) -> Iterator[dict]:
+        try:
+            while True:
+                delta = req.sink.next_delta(0.1)
+                if delta is not None:
+                    yield delta
+                elif req.sink.is_done:
+                    break
+            if req.sink.error is not None:
+                raise EngineError(str(req.sink.error)) from req.sink.error
+        except (KeyboardInterrupt, GeneratorExit):
+            if not req.sink.is_done:
+                self.abort(req.rid, "interrupted")
+            raise
+
+    # ------------------------------------------------------------------ the loop
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._is_stopping or self._inbox or self._aborts
+                                  or self.scheduler.has_work())
+                if self._is_stopping:
+                    break
+                self._take_inbox()
+                batch = self._schedule()
+                self._inflight = batch
+            if batch is None:
+                continue
+            keep_all = [postprocess.wants_input_rows(r, n) for r, n in zip(batch.reqs, batch.extend_lens)]
+            try:
+                out = self.runner.forward(batch, keep_all)
+            except Exception as exc:            # a bug or a bad model: fail this batch, keep serving
+                with self._cv:
+                    self._inflight = None
+                    for req in batch.reqs:
+                        self._fail(req, exc)
+                continue
+            with self._cv:
+                self._inflight = None
+                postprocess.process_batch(self, batch, out, keep_all)
+        with self._cv:
+            for req in list(self._reqs.values()):
+                self._abort_req(req, "engine shut down")
+
+    def _take_inbox(self) -> None:
+        for req in self._inbox:
+            self.scheduler.add(req)
+        self._inbox.clear()
+        for rid, message in self._aborts:
+            req = self._reqs.get(rid)
+            if req is not None:
+                self._abort_req(req, message)
+        self._aborts.clear()
+
+    def _schedule(self) -> ScheduleBatch | None:
+        while True:
+            try:
+                return self.scheduler.schedule()
+            except PoolExhausted as exc:
+                self._abort_req(exc.req, str(exc))
+
+    def _abort_req(self, req: Req, message: str) -> None:
+        self.scheduler.remove(req)
+        req.finish_reason = {"type": "abort", "message": message}
+        postprocess.deliver(self, req)
+
+    def _fail(self, req: Req, exc: BaseException) -> None:
+        self.scheduler.remove(req)
+        req.finish_reason = {"type": "abort", "message": f"engine error: {exc!r}"}
+        self._reqs.pop(req.rid, None)
+        req.sink.finish(None, exc)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+
+def _per_item(value: Any, n: int, name: str) -> list:
+    if isinstance(value, list) and not (name == "sampling_params" and n == 1 and not value):
+        if len(value) != n:
+            raise ValueError(f"{name} has {len(value)} entries for {n} prompts")
+        return value
+    return [value] * n

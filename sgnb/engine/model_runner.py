@@ -1,0 +1,72 @@
+"""Runs the model on one scheduled batch: gathers token ids, positions and paged-KV metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sgnb.engine.attention import AttentionContext, ForwardMode
+from sgnb.engine.kv_cache import KVPool, ReqToTokenPool
+from sgnb.engine.scheduler import ScheduleBatch
+
+
+@dataclass(slots=True)
+class ForwardOutput:
+    logits: torch.Tensor          # [num_rows, vocab] fp32
+    last_row: list[int]           # per request: row of its last token's logits
+    first_row: list[int]          # per request: row of its first computed token (== last_row unless all rows kept)
+
+
+class ModelRunner:
+    def __init__(self, model: torch.nn.Module, kv_pool: KVPool, req_pool: ReqToTokenPool, ops, device: str):
+        self.model = model
+        self.kv_pool = kv_pool
+        self.req_pool = req_pool
+        self.ops = ops
+        self.device = device
+        cfg = model.cfg
+        self.sm_scale = cfg.head_dim ** -0.5
+
+    @torch.inference_mode()
+    def forward(self, batch: ScheduleBatch, keep_all_rows: list[bool]) -> ForwardOutput:
+        """keep_all_rows[i]: project every computed token of request i (input logprobs), not just its last."""
+        table = self.req_pool.table
+        ids: list[int] = []
+        positions: list[int] = []
+        locs: list[torch.Tensor] = []
+        kv_rows: list[torch.Tensor] = []
+        kv_lens: list[int] = []
+        logit_rows: list[int] = []
+        first_row: list[int] = []
+        last_row: list[int] = []
+        is_decode = batch.mode is ForwardMode.DECODE
+        for req, n, keep_all in zip(batch.reqs, batch.extend_lens, keep_all_rows):
+            start = req.kv_len
+            row = table[req.row]
+            base = len(ids)
+            ids += req.fill_ids[start:start + n]
+            positions += range(start, start + n)
+            locs.append(row[start:start + n])
+            kv_end = start + n if is_decode else start       # decode reads its own new token from the pool
+            kv_rows.append(row[:kv_end])
+            kv_lens.append(kv_end)
+            first_row.append(len(logit_rows))
+            logit_rows += range(base, base + n) if keep_all else [base + n - 1]
+            last_row.append(len(logit_rows) - 1)
+        dev = self.device
+        qo = torch.tensor([0] + batch.extend_lens, device=dev).cumsum(0)
+        kv_indptr = torch.tensor([0] + kv_lens, device=dev).cumsum(0)
+        ctx = AttentionContext(
+            mode=batch.mode, ops=self.ops,
+            k_buffers=self.kv_pool.k_buffers, v_buffers=self.kv_pool.v_buffers,
+            out_cache_loc=torch.cat(locs).to(dev),
+            qo_indptr=qo, kv_indptr=kv_indptr,
+            kv_indices=torch.cat(kv_rows).to(dev),
+            sm_scale=self.sm_scale,
+        )
+        input_ids = torch.tensor(ids, device=dev)
+        pos = torch.tensor(positions, device=dev)
+        rows = None if len(logit_rows) == len(ids) else torch.tensor(logit_rows, device=dev)
+        logits = self.model(input_ids, pos, ctx, rows)
+        return ForwardOutput(logits.cpu(), last_row, first_row)

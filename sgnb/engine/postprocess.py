@@ -1,0 +1,222 @@
+"""After a forward pass: logprobs, sampling, detokenization, stop checks, streaming and finishing.
+
+Plain functions over the engine's state; the engine calls them with its lock held.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from sgnb.engine import sampler
+from sgnb.engine.attention import ForwardMode
+from sgnb.engine.detokenizer import IncrementalDetokenizer, find_stop, held_back_len
+from sgnb.engine.model_runner import ForwardOutput
+from sgnb.engine.request import Req
+from sgnb.engine.sampling_params import SamplingParams
+from sgnb.engine.scheduler import ScheduleBatch
+
+if TYPE_CHECKING:
+    from sgnb.engine.engine import Engine
+
+
+@dataclass(slots=True)
+class Counters:
+    started: float = field(default_factory=time.monotonic)
+    num_finished: int = 0
+    num_prefill_tokens: int = 0       # prompt tokens computed (cache misses)
+    num_generated_tokens: int = 0
+    num_forced_tokens: int = 0        # appended by jump-forward, not sampled
+    num_forward_passes: int = 0
+    busy_seconds: float = 0.0
+
+
+def make_detokenizer(tokenizer: Any, params: SamplingParams) -> IncrementalDetokenizer:
+    return IncrementalDetokenizer(tokenizer, params.skip_special_tokens)
+
+
+def wants_input_rows(req: Req, extend_len: int) -> bool:
+    """Whether this step must project every computed token of `req` (for input-token logprobs)."""
+    if not req.wants_input_logprobs or req.num_retractions or req.kv_len >= len(req.input_ids):
+        return False
+    return req.kv_len + extend_len >= req.logprob_start_len     # the chunk reaches position start - 1
+
+
+def process_batch(engine: Engine, batch: ScheduleBatch, out: ForwardOutput, keep_all: list[bool]) -> None:
+    counters = engine.counters
+    counters.num_forward_passes += 1
+    to_sample: list[tuple[Req, int]] = []
+    for i, (req, n) in enumerate(zip(batch.reqs, batch.extend_lens)):
+        if batch.mode is ForwardMode.EXTEND:
+            counters.num_prefill_tokens += n
+        if keep_all[i]:
+            _record_input_logprobs(engine, req, out.logits[out.first_row[i]:out.last_row[i] + 1], req.kv_len, n)
+        req.kv_len += n
+        if req.kv_len < len(req.fill_ids):           # more prompt (or forced) tokens to compute first
+            engine.scheduler.commit_to_tree(req)
+            continue
+        if req.is_score:
+            req.finish_reason = {"type": "length", "length": 0}
+            finish(engine, req)
+            continue
+        to_sample.append((req, out.last_row[i]))
+    if to_sample:
+        reqs = [r for r, _ in to_sample]
+        raw = out.logits[[row for _, row in to_sample]]          # [num_sampled, vocab]
+        logits = raw.clone()
+        sampler.apply_penalties(logits, reqs)
+        sampler.apply_masks(logits, reqs, engine.eos_ids)
+        tokens = sampler.sample(logits, reqs)
+        _record_output_logprobs(engine, reqs, raw, tokens)
+        for i, (req, token) in enumerate(zip(reqs, tokens)):
+            append_token(engine, req, token, raw_logits=raw[i] if req.constraint is not None else None)
+    if batch.mode is ForwardMode.EXTEND:
+        for req in batch.reqs:
+            if not req.is_finished and req.kv_len == len(req.fill_ids) - 1 and req in engine.scheduler.pending:
+                engine.scheduler.pending.remove(req)
+                engine.scheduler.running.append(req)
+                engine.scheduler.commit_to_tree(req)
+
+
+def append_token(engine: Engine, req: Req, token: int, raw_logits: torch.Tensor | None = None) -> None:
+    """Add one sampled token, then check every stop condition and stream or finish."""
+    req.output_ids.append(token)
+    engine.counters.num_generated_tokens += 1
+    if req.first_token_time is None:
+        req.first_token_time = time.monotonic()
+    p = req.params
+    if req.constraint is not None:
+        req.constraint.advance(token, raw_logits)
+    if token in p.stop_token_ids or (token in engine.eos_ids and not p.ignore_eos):
+        req.detok.flush(req.output_ids)
+        req.finish_reason = {"type": "stop", "matched": token}
+    else:
+        delta = req.detok.update(req.output_ids)
+        hit = find_stop(req.detok.text, p.stop, len(delta)) if p.stop and delta else None
+        if hit is not None:
+            idx, stop = hit
+            req.finish_reason = {"type": "stop", "matched": stop}
+            req.text = req.detok.text[:idx + len(stop)] if p.no_stop_trim else req.detok.text[:idx]
+        elif len(req.output_ids) >= p.max_new_tokens or len(req.fill_ids) >= engine.max_context_len:
+            req.finish_reason = {"type": "length", "length": len(req.output_ids)}
+        elif req.constraint is not None and req.constraint.is_finished:
+            req.finish_reason = {"type": "stop", "matched": None}
+    if req.is_finished:
+        if req.finish_reason.get("type") != "stop" or not isinstance(req.finish_reason.get("matched"), str):
+            req.detok.flush(req.output_ids)
+            req.text = req.detok.text
+        finish(engine, req)
+        return
+    req.text = req.detok.text
+    if req.constraint is not None:
+        _jump_forward(engine, req)
+    if req.stream:
+        _push_delta(req, finished=False)
+
+
+def _jump_forward(engine: Engine, req: Req) -> None:
+    """Append the constraint's forced tokens; the request then extends them in one step."""
+    forced = req.constraint.jump_forward(req)
+    if not forced:
+        return
+    req.output_ids += forced
+    engine.counters.num_forced_tokens += len(forced)
+    req.detok.update(req.output_ids)
+    req.text = req.detok.text
+    engine.scheduler.move_to_pending(req)
+
+
+def finish(engine: Engine, req: Req) -> None:
+    engine.scheduler.finish(req)
+    engine.counters.num_finished += 1
+    deliver(engine, req)
+
+
+def deliver(engine: Engine, req: Req) -> None:
+    """Hand the final result to the caller (stream gets a last delta first)."""
+    engine._reqs.pop(req.rid, None)
+    if req.finish_reason and req.finish_reason.get("type") == "abort" and not req.text:
+        req.text = req.detok.text if req.detok else ""
+    if req.stream:
+        _push_delta(req, finished=True)
+    req.sink.finish({"text": req.text, "output_ids": list(req.output_ids), "meta_info": req.meta_info()})
+
+
+def _push_delta(req: Req, finished: bool) -> None:
+    visible = len(req.text) if finished else len(req.text) - held_back_len(req.text, req.params.stop)
+    if visible <= req.num_sent_chars and len(req.output_ids) == req.num_sent_ids and not finished:
+        return
+    delta = {
+        "text": req.text[req.num_sent_chars:visible],
+        "output_ids": req.output_ids[req.num_sent_ids:],
+        "meta_info": req.meta_info(),
+        "finished": finished,
+    }
+    req.num_sent_chars = max(req.num_sent_chars, visible)
+    req.num_sent_ids = len(req.output_ids)
+    req.sink.push(delta)
+
+
+def _record_input_logprobs(engine: Engine, req: Req, logits: torch.Tensor, start: int, n: int) -> None:
+    # logits: [n, vocab]; row j is the distribution after position start + j, i.e. over token start + j + 1
+    first = req.logprob_start_len
+    if first == 0 and start == 0:
+        req.input_token_logprobs.append((None, req.input_ids[0], _tok(engine, req.input_ids[0])))
+        if req.top_logprobs_num:
+            req.input_top_logprobs.append(None)
+    targets = [(j, start + j + 1) for j in range(n) if max(first, 1) <= start + j + 1 < len(req.input_ids)]
+    if not targets:
+        return
+    rows = logits[[j for j, _ in targets]]
+    ids = [req.input_ids[t] for _, t in targets]
+    chosen, tops = sampler.token_logprobs(rows, ids, req.top_logprobs_num)
+    req.input_token_logprobs += [(lp, t, _tok(engine, t)) for lp, t in zip(chosen, ids)]
+    req.input_top_logprobs += [[(lp, t, _tok(engine, t)) for lp, t in top] for top in tops]
+
+
+def _record_output_logprobs(engine: Engine, reqs: list[Req], raw: torch.Tensor, tokens: list[int]) -> None:
+    idx = [i for i, r in enumerate(reqs) if r.return_logprob]
+    if not idx:
+        return
+    top_k = max(reqs[i].top_logprobs_num for i in idx)
+    chosen, tops = sampler.token_logprobs(raw[idx], [tokens[i] for i in idx], top_k)
+    for j, i in enumerate(idx):
+        req = reqs[i]
+        req.output_token_logprobs.append((chosen[j], tokens[i], _tok(engine, tokens[i])))
+        if req.top_logprobs_num:
+            req.output_top_logprobs.append(
+                [(lp, t, _tok(engine, t)) for lp, t in tops[j][:req.top_logprobs_num]])
+
+
+def _tok(engine: Engine, token_id: int) -> str:
+    return engine.tokenizer.decode([token_id])
+
+
+def engine_stats(engine: Engine) -> dict:
+    c = engine.counters
+    tree = engine.tree
+    elapsed = max(time.monotonic() - c.started, 1e-9)
+    num_usable = engine.allocator.num_usable
+    return {
+        "cache_hit_rate": tree.hit_rate(),
+        "queried_tokens": tree.stats["queried_tokens"],
+        "cached_tokens": tree.stats["matched_tokens"],
+        "num_evicted_tokens": tree.stats["num_evicted_tokens"],
+        "tree_tokens": tree.total_size(),
+        "pool_usage": 1 - engine.allocator.num_free / num_usable,
+        "num_slots": num_usable,
+        "num_free_slots": engine.allocator.num_free,
+        "num_running": len(engine.scheduler.admitted),
+        "num_waiting": len(engine.scheduler.waiting),
+        "num_retractions": engine.scheduler.num_retractions,
+        "num_finished": c.num_finished,
+        "num_prefill_tokens": c.num_prefill_tokens,
+        "num_generated_tokens": c.num_generated_tokens,
+        "num_forced_tokens": c.num_forced_tokens,
+        "num_forward_passes": c.num_forward_passes,
+        "generation_throughput": c.num_generated_tokens / elapsed,
+        "uptime_seconds": elapsed,
+    }

@@ -1,0 +1,120 @@
+"""A request's life inside the engine: its tokens, KV ownership, progress and results."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from sgnb.engine.detokenizer import IncrementalDetokenizer
+from sgnb.engine.sampling_params import SamplingParams
+
+_ids = itertools.count()
+
+
+def new_rid() -> str:
+    return f"req-{next(_ids)}"
+
+
+class ResultSink:
+    """Thread-safe hand-off from the engine loop to the caller: stream deltas, then the final result."""
+
+    __slots__ = ("_cond", "_deltas", "result", "error", "is_done")
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._deltas: deque[dict] = deque()
+        self.result: dict | None = None
+        self.error: BaseException | None = None
+        self.is_done = False
+
+    def push(self, delta: dict) -> None:
+        with self._cond:
+            self._deltas.append(delta)
+            self._cond.notify_all()
+
+    def finish(self, result: dict | None, error: BaseException | None = None) -> None:
+        with self._cond:
+            self.result, self.error, self.is_done = result, error, True
+            self._cond.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.is_done, timeout)
+
+    def next_delta(self, timeout: float | None = None) -> dict | None:
+        """The next stream delta; None once the request is done and all deltas were taken."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._deltas or self.is_done, timeout)
+            return self._deltas.popleft() if self._deltas else None
+
+
+@dataclass(slots=True, eq=False)
+class Req:
+    rid: str
+    input_ids: list[int]
+    params: SamplingParams
+    return_logprob: bool = False
+    logprob_start_len: int = -1        # first input position with a reported logprob; -1: none
+    top_logprobs_num: int = 0
+    is_score: bool = False             # prefill only: input logprobs, no generated token
+    stream: bool = False
+    constraint: Any = None             # sgnb.engine.constraint.Constraint for regex / JSON requests
+
+    output_ids: list[int] = field(default_factory=list)
+    kv_len: int = 0                    # leading tokens of fill_ids whose K/V are in the pool
+    tree_len: int = 0                  # leading tokens whose slots belong to the radix tree (locked via last_node)
+    last_node: Any = None
+    row: int | None = None             # row in the request-to-token table while admitted
+    cached_tokens: int = 0             # prompt tokens served from the radix cache (first admission)
+    num_skips: int = 0                 # scheduling rounds passed over while others were admitted
+    num_retractions: int = 0
+    arrival: float = field(default_factory=time.monotonic)
+    first_token_time: float | None = None
+
+    finish_reason: dict | None = None
+    is_aborted: bool = False
+    detok: IncrementalDetokenizer | None = None
+    text: str = ""                     # output text, stop-trimmed once finished
+    num_sent_chars: int = 0            # streamed so far
+    num_sent_ids: int = 0
+    input_token_logprobs: list = field(default_factory=list)
+    input_top_logprobs: list = field(default_factory=list)
+    output_token_logprobs: list = field(default_factory=list)
+    output_top_logprobs: list = field(default_factory=list)
+    generator: Any = None              # torch.Generator when a sampling_seed is set
+    sink: ResultSink = field(default_factory=ResultSink)
+
+    @property
+    def fill_ids(self) -> list[int]:
+        """Every token whose K/V the request needs: prompt and output so far."""
+        return self.input_ids + self.output_ids
+
+    @property
+    def is_finished(self) -> bool:
+        return self.finish_reason is not None
+
+    @property
+    def wants_input_logprobs(self) -> bool:
+        return self.logprob_start_len >= 0
+
+    def meta_info(self) -> dict:
+        meta: dict[str, Any] = {
+            "id": self.rid,
+            "prompt_tokens": len(self.input_ids),
+            "completion_tokens": len(self.output_ids),
+            "cached_tokens": self.cached_tokens,
+            "finish_reason": self.finish_reason,
+        }
+        if self.return_logprob:
+            meta["input_token_logprobs"] = self.input_token_logprobs
+            meta["output_token_logprobs"] = self.output_token_logprobs
+            if self.top_logprobs_num:
+                meta["input_top_logprobs"] = self.input_top_logprobs
+                meta["output_top_logprobs"] = self.output_top_logprobs
+        if self.constraint is not None:
+            meta["constraint_trace"] = self.constraint.trace
+        return meta

@@ -1,0 +1,86 @@
+"""Turning a batch of next-token logits into tokens, per request parameters.
+
+Order: penalties -> min_new_tokens / constraint masks -> greedy or
+temperature + top-k + top-p + min-p sampling. Reported logprobs are the model's
+own (log-softmax of the raw logits), before any of these.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sgnb.engine.request import Req
+
+
+def apply_penalties(logits: torch.Tensor, reqs: list[Req]) -> None:
+    """In place, for the rows whose request asks for frequency/presence/repetition penalties."""
+    vocab = logits.shape[-1]
+    for i, req in enumerate(reqs):
+        p = req.params
+        if not p.has_penalties:
+            continue
+        row = logits[i]
+        if req.output_ids and (p.frequency_penalty or p.presence_penalty):
+            counts = torch.bincount(torch.tensor(req.output_ids), minlength=vocab).to(row.dtype)
+            row -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(row.dtype)
+        if p.repetition_penalty != 1:
+            seen = torch.tensor(sorted(set(req.fill_ids)))
+            vals = row[seen]
+            row[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+
+
+def apply_masks(logits: torch.Tensor, reqs: list[Req], eos_ids: tuple[int, ...]) -> None:
+    """In place: forbid ending before min_new_tokens, and tokens a constraint does not allow."""
+    for i, req in enumerate(reqs):
+        if len(req.output_ids) < req.params.min_new_tokens:
+            banned = list(eos_ids) + req.params.stop_token_ids
+            logits[i, banned] = float("-inf")
+        if req.constraint is not None:
+            logits[i].masked_fill_(~req.constraint.allowed_mask(), float("-inf"))
+
+
+def sample(logits: torch.Tensor, reqs: list[Req]) -> list[int]:
+    """logits: [batch, vocab] fp32 after penalties and masks. Returns one token id per request."""
+    greedy = torch.tensor([r.params.is_greedy for r in reqs])
+    out = logits.argmax(dim=-1)
+    if bool(greedy.all()):
+        return out.tolist()
+    rows = (~greedy).nonzero().flatten().tolist()
+    probs = _filtered_probs(logits[rows], [reqs[i].params for i in rows])
+    unseeded = [j for j, i in enumerate(rows) if reqs[i].generator is None]
+    if unseeded:
+        out[[rows[j] for j in unseeded]] = torch.multinomial(probs[unseeded], 1).flatten()
+    for j, i in enumerate(rows):
+        if reqs[i].generator is not None:
+            out[i] = torch.multinomial(probs[j], 1, generator=reqs[i].generator)[0]
+    return out.tolist()
+
+
+def _filtered_probs(logits: torch.Tensor, params: list) -> torch.Tensor:
+    # logits: [n, vocab]; returns probabilities after temperature, top-k, top-p and min-p
+    temps = torch.tensor([p.temperature for p in params], dtype=logits.dtype).unsqueeze(1)
+    probs = torch.softmax(logits / temps, dim=-1)
+    top_ks = [p.top_k for p in params]
+    top_ps = [p.top_p for p in params]
+    min_ps = [p.min_p for p in params]
+    if all(k == -1 for k in top_ks) and all(p == 1 for p in top_ps) and all(m == 0 for m in min_ps):
+        return probs
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    ranks = torch.arange(probs.shape[-1]).unsqueeze(0)
+    k = torch.tensor([k if k > 0 else probs.shape[-1] for k in top_ks]).unsqueeze(1)
+    drop = ranks >= k
+    # top-p: drop a token once the mass before it already reaches top_p (the first token always stays)
+    drop |= (sorted_probs.cumsum(dim=-1) - sorted_probs) >= torch.tensor(top_ps).unsqueeze(1)
+    drop |= sorted_probs < torch.tensor(min_ps).unsqueeze(1) * sorted_probs[:, :1]
+    sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+    return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+
+
+def token_logprobs(logits: torch.Tensor, token_ids: list[int], top_k: int) -> tuple[list[float], list[list]]:
+    """Log-probabilities of `token_ids` under each row ([n, vocab]) and, if top_k, each row's top-k (logprob, id)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    chosen = logp[torch.arange(len(token_ids)), torch.tensor(token_ids)].tolist()
+    if not top_k:
+        return chosen, []
+    vals, ids = logp.topk(top_k, dim=-1)
+    return chosen, [list(zip(v, i)) for v, i in zip(vals.tolist(), ids.tolist())]

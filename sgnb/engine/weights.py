@@ -1,0 +1,81 @@
+"""Build a model and load its weights from an HF folder (safetensors) or a `.gguf` file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from sgnb.engine.model_config import ModelConfig
+from sgnb.engine.models import model_class
+from sgnb.engine.models.llama import Rotary
+
+
+def iter_safetensors(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"model folder {folder} has no *.safetensors weights")
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for name in f.keys():
+                    yield name, f.get_tensor(name)
+        except (SafetensorError, OSError) as exc:
+            raise ValueError(f"cannot read weights {path}: {exc}") from exc
+
+
+def load_model(source: str | Path, dtype: torch.dtype, device: str) -> tuple[torch.nn.Module, ModelConfig]:
+    """Instantiate the registered class for the source's architecture and fill its weights."""
+    source = Path(source)
+    if source.suffix == ".gguf":
+        from sgnb.engine.gguf_loader import read_gguf
+
+        gguf = read_gguf(source)
+        cfg = ModelConfig.from_dict(gguf.config)
+        tensors = gguf.tensors()
+    else:
+        cfg = ModelConfig.from_folder(source)
+        tensors = iter_safetensors(source)
+    with torch.device("meta"):
+        model = model_class(cfg.architecture)(cfg)
+    model = model.to_empty(device=device)
+    _fill(model, tensors, dtype, source)
+    model.rotary = Rotary(cfg).to(device)      # its tables were left empty on the meta device
+    return model.eval().requires_grad_(False), cfg
+
+
+def _fill(model: torch.nn.Module, tensors: Iterator[tuple[str, torch.Tensor]], dtype: torch.dtype,
+          source: Path) -> None:
+    params = dict(model.named_parameters())
+    shards: dict[str, dict[int, torch.Tensor]] = {}
+    loaded: set[str] = set()
+    for hf_name, tensor in tensors:
+        if "rotary_emb" in hf_name:
+            continue
+        name, shard = model.checkpoint_name_map(hf_name)
+        if name not in params:
+            if name == "lm_head.weight" and model.lm_head is None:
+                continue                 # tied embeddings: the checkpoint may carry a copy
+            raise ValueError(f"{source}: unexpected weight {hf_name!r} for {type(model).__name__}")
+        if shard is None:
+            _copy(params[name], tensor, name, dtype)
+            loaded.add(name)
+        else:
+            shards.setdefault(name, {})[shard] = tensor
+    for name, parts in shards.items():
+        _copy(params[name], torch.cat([parts[i] for i in sorted(parts)], dim=0), name, dtype)
+        loaded.add(name)
+    missing = sorted(set(params) - loaded)
+    if missing:
+        raise ValueError(f"{source}: weights missing from the checkpoint: {', '.join(missing[:5])}"
+                         + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+
+
+def _copy(param: torch.nn.Parameter, tensor: torch.Tensor, name: str, dtype: torch.dtype) -> None:
+    if tuple(param.shape) != tuple(tensor.shape):
+        raise ValueError(f"weight {name}: shape {tuple(tensor.shape)} does not match the model's {tuple(param.shape)}")
+    with torch.no_grad():
+        param.data = tensor.to(device=param.device, dtype=dtype).contiguous()

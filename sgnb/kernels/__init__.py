@@ -1,0 +1,12 @@
+"""Attention ops over the paged KV pool (see ARCHITECTURE.md, "Kernel contract").
+
+Backends share one set of signatures: `torch_ref` (reference, any device), `triton_*` (CUDA, or the
+Triton interpreter with TRITON_INTERPRET=1) and `flash_backend` (optional vllm-flash-attn). Pick one
+with `get_attention_ops(name, device)`. Importing this package loads neither torch nor triton.
+"""
+
+from __future__ import annotations
+
+from sgnb.kernels.backend import BACKEND_NAMES, AttentionOps, BackendUnavailableError, get_attention_ops
+
+__all__ = ["BACKEND_NAMES", "AttentionOps", "BackendUnavailableError", "get_attention_ops"]

@@ -1,0 +1,93 @@
+"""Choosing the attention ops once, at engine start.
+
+    ops = get_attention_ops(attention_backend, device)     # "auto" | "torch" | "triton" | "flash"
+    ops.store_kv(k_buffer, v_buffer, loc, k, v)
+    o = ops.extend_attention(q, k_extend, v_extend, k_buffer, v_buffer, qo_indptr, kv_indptr, kv_indices, sm_scale)
+    o = ops.decode_attention(q, k_buffer, v_buffer, kv_indptr, kv_indices, sm_scale)
+
+Rules: "torch" is the reference (any device). "triton" needs the triton package and a CUDA device,
+or TRITON_INTERPRET=1 (tests). "flash" needs the optional vllm-flash-attn package (see
+`sgnb.kernels.flash_backend` for its torch==2.4 pin) and a CUDA device. "auto" is "triton" on CUDA
+when triton imports, else "torch". An unsatisfiable choice raises BackendUnavailableError.
+
+This module imports neither torch nor triton until `get_attention_ops` is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import torch
+
+BACKEND_NAMES = ("auto", "torch", "triton", "flash")
+
+
+class BackendUnavailableError(ValueError):
+    """The requested attention backend cannot run here (a package is missing or the device is wrong)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionOps:
+    """One backend's kernels; all share the signatures of `sgnb.kernels.torch_ref`."""
+
+    name: str
+    store_kv: Callable[..., None]
+    extend_attention: Callable[..., torch.Tensor]
+    decode_attention: Callable[..., torch.Tensor]
+    # decode_attention reads no tensor value on the host, so a decode step can be CUDA-graph captured
+    is_graph_safe: bool
+
+
+def _device_type(device: object) -> str:
+    return str(device).split(":", 1)[0]
+
+
+def _is_triton_interpret() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
+
+
+def _triton_import_error() -> ImportError | None:
+    try:
+        importlib.import_module("triton")
+    except ImportError as exc:
+        return exc
+    return None
+
+
+def get_attention_ops(name: str = "auto", device: str | torch.device = "cpu") -> AttentionOps:
+    """The attention ops for `name` ("auto" | "torch" | "triton" | "flash") on `device`."""
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"unknown attention backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}")
+    device_type = _device_type(device)
+    if name == "auto":
+        name = "triton" if device_type == "cuda" and _triton_import_error() is None else "torch"
+
+    if name == "torch":
+        from sgnb.kernels import torch_ref
+        return AttentionOps("torch", torch_ref.store_kv, torch_ref.extend_attention,
+                            torch_ref.decode_attention, is_graph_safe=False)
+
+    if name == "triton":
+        error = _triton_import_error()
+        if error is not None:
+            raise BackendUnavailableError(
+                f"attention_backend='triton' needs the triton package (pip install 'triton>=3.0'): {error}")
+        if device_type != "cuda" and not _is_triton_interpret():
+            raise BackendUnavailableError(
+                f"attention_backend='triton' runs on CUDA devices, got device {str(device)!r} "
+                "(set TRITON_INTERPRET=1 before importing triton to run the kernels on the CPU, slowly)")
+        from sgnb.kernels import triton_decode, triton_extend, triton_kv_store
+        return AttentionOps("triton", triton_kv_store.store_kv, triton_extend.extend_attention,
+                            triton_decode.decode_attention, is_graph_safe=True)
+
+    # name == "flash"
+    from sgnb.kernels import flash_backend
+    flash_backend.require()
+    if device_type != "cuda":
+        raise BackendUnavailableError(f"attention_backend='flash' runs on CUDA devices, got device {str(device)!r}")
+    return AttentionOps("flash", flash_backend.store_kv, flash_backend.extend_attention,
+                        flash_backend.decode_attention, is_graph_safe=False)

@@ -1,0 +1,1 @@
+"""The SGLang-compatible language: primitives (ir), programs, the interpreter and its backends."""

@@ -1,0 +1,231 @@
+"""The in-process backend: programs run on an `sgnb.engine.Engine` in this Python process.
+
+- `gen` passes SGLang sampling params straight to `Engine.generate` (regex / json_schema are compiled by the
+  engine; dtype and choices become a regex first).
+- `select` scores every `prompt + choice` with one batched `Engine.score` call (input-token logprobs).
+- `cache_prefix` runs a prefill-only request, so the prefix lands in the radix cache.
+The engine is thread-safe and batches concurrent calls, so many program states can share one backend.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterator
+
+from sgnb.lang.backends.base import (
+    Backend,
+    BackendError,
+    GenContext,
+    SamplingSpec,
+    SelectResult,
+    UnsupportedFeatureError,
+)
+from sgnb.lang.chat_template import ChatTemplate
+from sgnb.lang.choices import ChoicesMethod
+
+
+class EngineBackend(Backend):
+    """Backend over an in-process engine. Pass an existing `engine`, or a `model` (name or path) and
+    Engine keyword arguments to create one (then `shutdown()` stops it)."""
+
+    is_chat_model = False
+
+    def __init__(self, engine: Any = None, model: str | None = None, **engine_kwargs: Any) -> None:
+        if engine is None:
+            from sgnb.engine import Engine
+            from sgnb.lang.global_config import global_config
+
+            engine = Engine(model or global_config.default_model, **engine_kwargs)
+            self._owns_engine = True
+        else:
+            if model is not None or engine_kwargs:
+                raise ValueError("pass either an existing engine or model/engine arguments, not both")
+            self._owns_engine = False
+        self.engine = engine
+        self.tokenizer = engine.tokenizer
+        self._chat_template: ChatTemplate | None = None
+        self._lock = threading.Lock()
+        self._usage = {"num_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
+        self._is_shut_down = False
+
+    # ---------------------------------------------------------------- info
+    def get_model_name(self) -> str:
+        config = getattr(self.engine, "config", None)
+        return str(getattr(config, "model", None) or getattr(self.engine, "model_path", "engine"))
+
+    def get_chat_template(self) -> ChatTemplate:
+        if self._chat_template is None:
+            self._chat_template = ChatTemplate.from_hf_tokenizer(self.tokenizer, name=self.get_model_name())
+        return self._chat_template
+
+    def get_usage(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._usage)
+
+    def _account(self, meta: dict) -> None:
+        with self._lock:
+            self._usage["num_calls"] += 1
+            self._usage["prompt_tokens"] += int(meta.get("prompt_tokens", 0) or 0)
+            self._usage["completion_tokens"] += int(meta.get("completion_tokens", 0) or 0)
+            self._usage["cached_tokens"] += int(meta.get("cached_tokens", 0) or 0)
+
+    def _check(self, ctx: GenContext) -> None:
+        if self._is_shut_down:
+            raise BackendError(f"engine backend for {self.get_model_name()} was shut down")
+        if ctx.images or ctx.videos:
+            raise UnsupportedFeatureError(
+                f"model {self.get_model_name()} is text-only: it cannot take images or videos"
+            )
+        if not ctx.text:
+            raise ValueError("cannot generate from an empty prompt: append some text before gen/select")
+
+    @staticmethod
+    def _raise_if_aborted(result: dict) -> None:
+        reason = result["meta_info"].get("finish_reason") or {}
+        if reason.get("type") == "abort":
+            raise BackendError(f"the engine aborted the request: {reason.get('message', 'no reason given')}")
+
+    # ---------------------------------------------------------------- gen
+    def _request_args(self, params: SamplingSpec) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if params.return_logprob:
+            args["return_logprob"] = True
+            if params.logprob_start_len is not None and params.logprob_start_len >= 0:
+                args["logprob_start_len"] = params.logprob_start_len
+            if params.top_logprobs_num:
+                args["top_logprobs_num"] = params.top_logprobs_num
+        return args
+
+    def generate(self, ctx: GenContext, params: SamplingSpec) -> tuple[str | list[str], dict]:
+        self._check(ctx)
+        if params.max_new_tokens == 0:
+            self.cache_prefix(ctx.text)
+            return ("", {"completion_tokens": 0}) if params.n == 1 else ([""] * params.n, {"choices": []})
+        sampling = params.to_engine_params()
+        args = self._request_args(params)
+        try:
+            if params.n == 1:
+                result = self.engine.generate(prompt=ctx.text, sampling_params=sampling, **args)
+                self._raise_if_aborted(result)
+                self._account(result["meta_info"])
+                return result["text"], dict(result["meta_info"])
+            results = self.engine.generate(prompt=[ctx.text] * params.n, sampling_params=[sampling] * params.n, **args)
+        except (BackendError, ValueError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - EngineError and friends, named
+            raise BackendError(f"engine {self.get_model_name()} failed: {exc}") from exc
+        for r in results:
+            self._raise_if_aborted(r)
+            self._account(r["meta_info"])
+        metas = [dict(r["meta_info"]) for r in results]
+        meta = {
+            "choices": metas,
+            "prompt_tokens": metas[0].get("prompt_tokens", 0),
+            "completion_tokens": sum(m.get("completion_tokens", 0) for m in metas),
+            "cached_tokens": sum(m.get("cached_tokens", 0) for m in metas),
+        }
+        return [r["text"] for r in results], meta
+
+    def generate_stream(self, ctx: GenContext, params: SamplingSpec) -> Iterator[tuple[str, dict]]:
+        self._check(ctx)
+        if params.n != 1:
+            raise UnsupportedFeatureError("streaming gen does not support n > 1")
+        if params.max_new_tokens == 0:
+            yield from [("", {"completion_tokens": 0})]
+            return
+        sampling = params.to_engine_params()
+        meta: dict = {}
+        try:
+            for delta in self.engine.generate(
+                prompt=ctx.text, sampling_params=sampling, stream=True, **self._request_args(params)
+            ):
+                meta = dict(delta.get("meta_info") or {})
+                reason = meta.get("finish_reason") or {}
+                if delta.get("finished") and reason.get("type") == "abort":
+                    raise BackendError(f"the engine aborted the request: {reason.get('message')}")
+                yield delta.get("text", ""), meta
+        except (BackendError, ValueError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"engine {self.get_model_name()} failed: {exc}") from exc
+        self._account(meta)
+
+    # ---------------------------------------------------------------- select
+    def select(
+        self, ctx: GenContext, choices: list[str], temperature: float, choices_method: ChoicesMethod
+    ) -> SelectResult:
+        self._check(ctx)
+        if not choices:
+            raise ValueError("select needs at least one choice")
+        prompt_ids = self.tokenizer.encode(ctx.text)
+        full_ids = [self.tokenizer.encode(ctx.text + c) for c in choices]
+        starts = []
+        choice_ids = []
+        for ids in full_ids:
+            # the choice's tokens start where the tokenizations diverge (a boundary token may merge with it)
+            k = _common_prefix_len(prompt_ids, ids)
+            start = min(k, len(ids) - 1)
+            starts.append(start)
+            choice_ids.append(ids[start:] if start >= 1 else ids)
+        try:
+            results = self.engine.score(input_ids=full_ids, logprob_start_len=starts)
+            unconditional = None
+            if choices_method.requires_unconditional_logprobs:
+                # the choice on its own, after a neutral start (BOS when the model has one, else a newline)
+                bos = getattr(self.tokenizer, "bos_token_id", None)
+                lead = [bos] if bos is not None else self.tokenizer.encode("\n")
+                uncond_ids = [lead + ids for ids in choice_ids]
+                uncond_results = self.engine.score(input_ids=uncond_ids, logprob_start_len=[len(lead)] * len(choices))
+                unconditional = [list(r["meta_info"]["input_token_logprobs"]) for r in uncond_results]
+        except (BackendError, ValueError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"engine {self.get_model_name()} failed while scoring choices: {exc}") from exc
+        for r in results:
+            self._raise_if_aborted(r)
+            self._account(r["meta_info"])
+        input_token_logprobs = [list(r["meta_info"]["input_token_logprobs"]) for r in results]
+        decision = choices_method(choices, input_token_logprobs, unconditional)
+        decision.meta_info["prompt_tokens"] = [r["meta_info"].get("prompt_tokens", 0) for r in results]
+        decision.meta_info["cached_tokens"] = [r["meta_info"].get("cached_tokens", 0) for r in results]
+        return decision
+
+    # ---------------------------------------------------------------- cache
+    def cache_prefix(self, text: str) -> None:
+        if not text or self._is_shut_down:
+            return
+        ids = self.tokenizer.encode(text)
+        if not ids:
+            return
+        # prefill only; ask for the logprob of the last token alone to keep the projection tiny
+        result = self.engine.score(input_ids=ids, logprob_start_len=len(ids) - 1)
+        self._raise_if_aborted(result)
+        self._account(result["meta_info"])
+
+    def flush_cache(self) -> bool:
+        """Drop the radix cache; waits up to 5 s for running requests to finish."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            if self.engine.flush_cache() is not False:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+
+    def shutdown(self) -> None:
+        if self._owns_engine and not self._is_shut_down:
+            self.engine.shutdown()
+        self._is_shut_down = True
+
+    def __repr__(self) -> str:
+        return f"EngineBackend({self.get_model_name()!r})"
+
+
+def _common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -1,0 +1,335 @@
+"""`@function`: a prompt program, and how it runs (`run`, `run_batch`, `bind`, `trace`, `compile`)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any, Callable, Iterator
+
+from sgnb.lang.api import resolve_backend
+from sgnb.lang.backends.base import Backend, SamplingSpec
+from sgnb.lang.global_config import global_config
+from sgnb.lang.interpreter import StreamExecutor
+from sgnb.lang.state import ProgramState
+from sgnb.lang.tracer import TracedProgram, trace_program
+
+
+class SglFunction:
+    """A program: a Python function whose first parameter is the state `s`.
+
+    Calling it (`f(question=...)`) is `f.run(...)`; calling it with a state as first argument
+    (`f(s, ...)`, inside another program) appends to that state instead.
+    """
+
+    def __init__(
+        self, func: Callable, num_api_spec_tokens: int | None = None, bind_arguments: dict[str, Any] | None = None
+    ) -> None:
+        if not callable(func):
+            raise TypeError(f"@function needs a function, got {func!r}")
+        signature = inspect.signature(func)
+        params = list(signature.parameters.values())
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+            raise ValueError(f"program {func.__name__!r} must take the state as its first parameter (`def f(s, ...)`)")
+        if num_api_spec_tokens is not None and (not isinstance(num_api_spec_tokens, int) or num_api_spec_tokens < 1):
+            raise ValueError(f"num_api_spec_tokens must be a positive integer, got {num_api_spec_tokens!r}")
+        self.func = func
+        self.num_api_spec_tokens = num_api_spec_tokens
+        self.bind_arguments = dict(bind_arguments or {})
+        self.signature = signature
+        self.arg_names = [p.name for p in params[1:]]
+        self.__name__ = getattr(func, "__name__", "program")
+        self.__doc__ = func.__doc__
+        unknown = [k for k in self.bind_arguments if not self._accepts(k)]
+        if unknown:
+            raise ValueError(f"program {self.__name__!r} has no parameter(s) {unknown} (parameters: {self.arg_names})")
+
+    def _accepts(self, name: str) -> bool:
+        return name in self.arg_names or any(p.kind is p.VAR_KEYWORD for p in self.signature.parameters.values())
+
+    def _check_args(self, args: tuple, kwargs: dict, where: str = "") -> dict:
+        kwargs = {**self.bind_arguments, **kwargs}
+        try:
+            self.signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"program {self.__name__!r}{where}: {exc}") from None
+        return kwargs
+
+    # ---------------------------------------------------------------- variants
+    def bind(self, **kwargs: Any) -> SglFunction:
+        """A copy with some arguments fixed."""
+        return SglFunction(self.func, self.num_api_spec_tokens, {**self.bind_arguments, **kwargs})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], ProgramState):
+            return self.func(args[0], *args[1:], **{**self.bind_arguments, **kwargs})
+        return self.run(*args, **kwargs)
+
+    # ---------------------------------------------------------------- running
+    def run(
+        self,
+        *args: Any,
+        max_new_tokens: int = 128,
+        n: int = 1,
+        stop: str | list[str] | None = None,
+        stop_token_ids: list[int] | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = -1,
+        min_p: float = 0.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        ignore_eos: bool = False,
+        return_logprob: bool = False,
+        logprob_start_len: int | None = None,
+        top_logprobs_num: int | None = None,
+        return_text_in_logprobs: bool | None = None,
+        stream: bool = False,
+        backend: Any = None,
+        use_thread: bool = True,
+        **kwargs: Any,
+    ) -> ProgramState:
+        """Run once. Returns the state; with `stream=True` it returns at once and the program runs on a
+        thread (read it with `text_iter`). Without streaming, an error raised by the program (or the backend)
+        is raised here; the state keeps it too (`state.error()`)."""
+        kwargs = self._check_args(args, kwargs)
+        defaults = SamplingSpec(
+            max_new_tokens=max_new_tokens, n=n, stop=stop or [], stop_token_ids=stop_token_ids or [],
+            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, ignore_eos=ignore_eos,
+            return_logprob=return_logprob, logprob_start_len=logprob_start_len,
+            top_logprobs_num=top_logprobs_num or 0,
+        )
+        return run_program(self, resolve_backend(backend), args, kwargs, defaults, stream, raise_errors=True)
+
+    def run_batch(
+        self,
+        batch_kwargs: list[dict[str, Any]],
+        *,
+        max_new_tokens: int = 128,
+        n: int = 1,
+        stop: str | list[str] | None = None,
+        stop_token_ids: list[int] | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = -1,
+        min_p: float = 0.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        ignore_eos: bool = False,
+        return_logprob: bool = False,
+        logprob_start_len: int | None = None,
+        top_logprobs_num: int | None = None,
+        return_text_in_logprobs: bool | None = None,
+        backend: Any = None,
+        num_threads: int | str = "auto",
+        progress_bar: bool = False,
+        generator_style: bool = False,
+        _precache: bool = True,
+    ) -> list[ProgramState] | Iterator[ProgramState]:
+        """Run once per kwargs dict, concurrently. A program that fails records its error on its own state
+        (`states[i].error()`); the others complete. The constant prefix of the program is committed into the
+        cache once before the batch starts (`global_config.enable_precache_with_tracing`)."""
+        if isinstance(batch_kwargs, dict) or not hasattr(batch_kwargs, "__iter__"):
+            raise ValueError("run_batch takes a list of keyword-argument dicts, one per program run")
+        batch_kwargs = list(batch_kwargs)
+        for i, item in enumerate(batch_kwargs):
+            if not isinstance(item, dict):
+                raise ValueError(f"run_batch item {i} must be a dict of program arguments, got {type(item).__name__}")
+        batch_kwargs = [self._check_args((), item, where=f" (batch item {i})") for i, item in enumerate(batch_kwargs)]
+        if num_threads == "auto":
+            num_threads = max(1, min(len(batch_kwargs), max(64, (os.cpu_count() or 1) * 16)))
+        if not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"num_threads must be 'auto' or a positive integer, got {num_threads!r}")
+        backend = resolve_backend(backend)
+        defaults = SamplingSpec(
+            max_new_tokens=max_new_tokens, n=n, stop=stop or [], stop_token_ids=stop_token_ids or [],
+            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
+            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, ignore_eos=ignore_eos,
+            return_logprob=return_logprob, logprob_start_len=logprob_start_len,
+            top_logprobs_num=top_logprobs_num or 0,
+        )
+        if not batch_kwargs:
+            return iter([]) if generator_style else []
+        if _precache and global_config.enable_precache_with_tracing and len(batch_kwargs) > 1:
+            precache_prefix(self, backend)
+
+        def one(kwargs: dict) -> ProgramState:
+            return run_program(self, backend, (), kwargs, defaults, stream=False, raise_errors=False)
+
+        if generator_style:
+            return self._run_batch_iter(one, batch_kwargs, num_threads, progress_bar)
+        states: list[ProgramState | None] = [None] * len(batch_kwargs)
+        progress = _Progress(len(batch_kwargs), progress_bar, self.__name__)
+        try:
+            with ThreadPoolExecutor(num_threads, thread_name_prefix="sgnb-batch") as pool:
+                futures = {pool.submit(one, kw): i for i, kw in enumerate(batch_kwargs)}
+                for future in as_completed(futures):
+                    states[futures[future]] = future.result()
+                    progress.advance()
+        finally:
+            progress.close()
+        return states  # type: ignore[return-value]
+
+    def _run_batch_iter(self, one, batch_kwargs, num_threads, progress_bar) -> Iterator[ProgramState]:
+        progress = _Progress(len(batch_kwargs), progress_bar, self.__name__)
+        try:
+            with ThreadPoolExecutor(num_threads, thread_name_prefix="sgnb-batch") as pool:
+                futures = [pool.submit(one, kw) for kw in batch_kwargs]
+                for future in futures:
+                    yield future.result()
+                    progress.advance()
+        finally:
+            progress.close()
+
+    # ---------------------------------------------------------------- structure
+    def trace(self, *args: Any, backend: Any = None, **kwargs: Any) -> TracedProgram:
+        """Run the body on placeholders (arguments not given stay symbolic) and record what it appends up to
+        the first value known only at run time."""
+        return trace_program(self.func, self.arg_names, args, {**self.bind_arguments, **kwargs})
+
+    def prefix_hint(self, backend: Any = None) -> str:
+        """The constant text every run of this program starts with, rendered for `backend`'s chat template."""
+        backend = resolve_backend(backend)
+        return self.trace().prefix(backend.get_chat_template())
+
+    def compile(self, *, backend: Any = None) -> CompiledFunction:
+        """A version that commits the program's constant prefix into the backend's cache once, up front."""
+        return CompiledFunction(self, backend)
+
+    def __repr__(self) -> str:
+        return f"SglFunction({self.__name__})"
+
+
+class CompiledFunction:
+    """A program with its prefix hint: the constant prefix is cached once per backend, then runs reuse it."""
+
+    def __init__(self, function: SglFunction, backend: Any = None) -> None:
+        self.function = function
+        self.backend = backend
+        self.traced = function.trace()
+        self._cached_on: set[int] = set()
+        self._lock = threading.Lock()
+
+    def prefix(self, backend: Any = None) -> str:
+        return self.traced.prefix(resolve_backend(backend or self.backend).get_chat_template())
+
+    def _ensure_cached(self, backend: Backend) -> None:
+        with self._lock:
+            if id(backend) in self._cached_on:
+                return
+            prefix = self.traced.prefix(backend.get_chat_template())
+            if prefix:
+                backend.cache_prefix(prefix)
+            self._cached_on.add(id(backend))
+
+    def run(self, *args: Any, backend: Any = None, **kwargs: Any) -> ProgramState:
+        backend = resolve_backend(backend or self.backend)
+        self._ensure_cached(backend)
+        return self.function.run(*args, backend=backend, **kwargs)
+
+    def run_batch(self, batch_kwargs: list[dict], *, backend: Any = None, **kwargs: Any):
+        backend = resolve_backend(backend or self.backend)
+        self._ensure_cached(backend)
+        return self.function.run_batch(batch_kwargs, backend=backend, _precache=False, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.run(*args, **kwargs)
+
+
+def function(func: Callable | None = None, *, num_api_spec_tokens: int | None = None) -> Any:
+    """Decorator: `@function` or `@function(num_api_spec_tokens=64)`."""
+    if func is None:
+        return lambda f: SglFunction(f, num_api_spec_tokens=num_api_spec_tokens)
+    return SglFunction(func, num_api_spec_tokens=num_api_spec_tokens)
+
+
+def run_program(
+    program: SglFunction, backend: Backend, args: tuple, kwargs: dict, defaults: SamplingSpec, stream: bool,
+    raise_errors: bool,
+) -> ProgramState:
+    """Create a state and execute the program body on it (on a thread when streaming)."""
+    executor = StreamExecutor(backend, kwargs, defaults, None, stream, program.num_api_spec_tokens)
+    state = ProgramState(executor)
+
+    def body() -> None:
+        executor.owner_threads.add(threading.get_ident())
+        try:
+            state.ret_value = program.func(state, *args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - recorded on the state
+            executor.set_error(exc)
+        finally:
+            executor.end()
+
+    if stream:
+        threading.Thread(target=body, name=f"sgnb-program-{executor.sid}", daemon=True).start()
+        return state
+    body()
+    executor.wait_finished()
+    if raise_errors and executor.error_ is not None:
+        raise executor.error_
+    return state
+
+
+def precache_prefix(program: SglFunction, backend: Backend) -> str:
+    """Trace `program` and commit its constant prefix into `backend`'s cache (if long enough)."""
+    prefix = program.trace().prefix(backend.get_chat_template())
+    if len(prefix) >= global_config.min_precache_chars:
+        if global_config.verbosity:
+            print(f"sgnb: precaching {len(prefix)} chars of {program.__name__}", file=sys.stderr)
+        backend.cache_prefix(prefix)
+        return prefix
+    return ""
+
+
+class _Progress:
+    """run_batch progress: an ipywidgets bar inside a notebook kernel, a rich bar in a terminal."""
+
+    def __init__(self, total: int, enabled: bool, name: str) -> None:
+        self.kind = None
+        if not enabled:
+            return
+        if _in_notebook():
+            import ipywidgets
+            from IPython.display import display
+
+            self.bar = ipywidgets.IntProgress(min=0, max=total, value=0, description=name[:20])
+            self.label = ipywidgets.Label(f"0/{total}")
+            self.total = total
+            display(ipywidgets.HBox([self.bar, self.label]))
+            self.kind = "widget"
+        else:
+            from rich.progress import Progress
+
+            self.progress = Progress(transient=False)
+            self.progress.start()
+            self.task = self.progress.add_task(name, total=total)
+            self.kind = "rich"
+
+    def advance(self) -> None:
+        if self.kind == "widget":
+            self.bar.value += 1
+            self.label.value = f"{self.bar.value}/{self.total}"
+        elif self.kind == "rich":
+            self.progress.advance(self.task)
+
+    def close(self) -> None:
+        if self.kind == "rich":
+            self.progress.stop()
+        elif self.kind == "widget":
+            self.bar.bar_style = "success" if self.bar.value == self.total else "warning"
+        self.kind = None
+
+
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (never imports IPython itself)."""
+    ipython_mod = sys.modules.get("IPython")
+    if ipython_mod is None:
+        return False
+    try:
+        shell = ipython_mod.get_ipython()
+    except Exception:  # noqa: BLE001
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"

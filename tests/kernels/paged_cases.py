@@ -1,0 +1,92 @@
+"""Random paged-attention inputs for the kernel tests: a KV pool whose used slots are shuffled and
+non-contiguous (slot 0, the padding slot, is never handed out), and ragged batches over it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(slots=True)
+class ExtendCase:
+    q: torch.Tensor            # [num_tokens, num_heads, head_dim]
+    k_extend: torch.Tensor     # [num_tokens, num_kv_heads, head_dim]
+    v_extend: torch.Tensor
+    k_buffer: torch.Tensor     # [num_slots, num_kv_heads, head_dim]
+    v_buffer: torch.Tensor
+    qo_indptr: torch.Tensor    # [batch + 1]
+    kv_indptr: torch.Tensor    # [batch + 1], prefix only
+    kv_indices: torch.Tensor   # [total_prefix]
+    sm_scale: float
+
+    def args(self) -> tuple:
+        return (self.q, self.k_extend, self.v_extend, self.k_buffer, self.v_buffer,
+                self.qo_indptr, self.kv_indptr, self.kv_indices, self.sm_scale)
+
+
+@dataclass(slots=True)
+class DecodeCase:
+    q: torch.Tensor            # [batch, num_heads, head_dim]
+    k_buffer: torch.Tensor
+    v_buffer: torch.Tensor
+    kv_indptr: torch.Tensor    # [batch + 1]
+    kv_indices: torch.Tensor   # [total_kv]
+    sm_scale: float
+
+    def args(self) -> tuple:
+        return self.q, self.k_buffer, self.v_buffer, self.kv_indptr, self.kv_indices, self.sm_scale
+
+
+def indptr(lengths: list[int], dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    out = [0]
+    for n in lengths:
+        out.append(out[-1] + n)
+    return torch.tensor(out, dtype=dtype)
+
+
+def make_pool(num_slots: int, num_kv_heads: int, head_dim: int, gen: torch.Generator,
+              dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = (num_slots, num_kv_heads, head_dim)
+    return (torch.randn(shape, generator=gen).to(dtype), torch.randn(shape, generator=gen).to(dtype))
+
+
+def shuffled_slots(count: int, num_slots: int, gen: torch.Generator) -> torch.Tensor:
+    """`count` distinct slot ids from 1..num_slots-1 in random order."""
+    if count > num_slots - 1:
+        raise ValueError(f"pool of {num_slots} slots cannot hold {count} tokens")
+    return (torch.randperm(num_slots - 1, generator=gen)[:count] + 1).to(torch.int64)
+
+
+def make_extend_case(prefix_lens: list[int], extend_lens: list[int], num_heads: int, num_kv_heads: int,
+                     head_dim: int, *, seed: int = 0, dtype: torch.dtype = torch.float32,
+                     index_dtype: torch.dtype = torch.int64, spare_slots: int = 37) -> ExtendCase:
+    gen = torch.Generator().manual_seed(seed)
+    num_slots = sum(prefix_lens) + spare_slots + 1
+    k_buffer, v_buffer = make_pool(num_slots, num_kv_heads, head_dim, gen, dtype)
+    num_tokens = sum(extend_lens)
+    return ExtendCase(
+        q=torch.randn(num_tokens, num_heads, head_dim, generator=gen).to(dtype),
+        k_extend=torch.randn(num_tokens, num_kv_heads, head_dim, generator=gen).to(dtype),
+        v_extend=torch.randn(num_tokens, num_kv_heads, head_dim, generator=gen).to(dtype),
+        k_buffer=k_buffer, v_buffer=v_buffer,
+        qo_indptr=indptr(extend_lens, index_dtype),
+        kv_indptr=indptr(prefix_lens, index_dtype),
+        kv_indices=shuffled_slots(sum(prefix_lens), num_slots, gen).to(index_dtype),
+        sm_scale=head_dim ** -0.5,
+    )
+
+
+def make_decode_case(seq_lens: list[int], num_heads: int, num_kv_heads: int, head_dim: int, *,
+                     seed: int = 0, dtype: torch.dtype = torch.float32,
+                     index_dtype: torch.dtype = torch.int64, spare_slots: int = 37) -> DecodeCase:
+    gen = torch.Generator().manual_seed(seed)
+    num_slots = sum(seq_lens) + spare_slots + 1
+    k_buffer, v_buffer = make_pool(num_slots, num_kv_heads, head_dim, gen, dtype)
+    return DecodeCase(
+        q=torch.randn(len(seq_lens), num_heads, head_dim, generator=gen).to(dtype),
+        k_buffer=k_buffer, v_buffer=v_buffer,
+        kv_indptr=indptr(seq_lens, index_dtype),
+        kv_indices=shuffled_slots(sum(seq_lens), num_slots, gen).to(index_dtype),
+        sm_scale=head_dim ** -0.5,
+    )
