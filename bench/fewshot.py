@@ -52,8 +52,34 @@ TOPICS = ["the Nile", "the Amazon", "Mount Everest", "the Sahara", "the Moon", "
 ASPECTS = ["Where is {} located?", "What is special about {}?", "How large is {}?", "Why is {} famous?"]
 
 
+GUIDE = (
+    "You are a careful reading assistant. For every passage below, read the text closely, then answer the "
+    "question that follows it. Answers must be short: a few words or one short sentence, never a paragraph. "
+    "Use only facts that the passage states; if the passage does not contain the answer, rely on general "
+    "knowledge but keep the answer equally short. Do not repeat the question, do not explain your reasoning, "
+    "and do not add remarks before or after the answer. Names of people, places and things keep their usual "
+    "capitalisation. Numbers are written with digits. When the question asks where something is, name the "
+    "country or region; when it asks who, name the person; when it asks why, give the main reason in a short "
+    "clause. Each answer ends with a full stop. The examples show the expected style exactly; follow them. "
+    "Passages come from an encyclopedia for secondary-school students and cover geography, biology, history "
+    "and science. Some questions are easy and some are harder, but all answers fit on one line. "
+    "If a question has several correct answers, give the most common one. If a passage mentions several "
+    "numbers, pick the one the question asks about and copy it exactly, including its unit. If the passage "
+    "uses an old or local name for a place, answer with the name that is most widely used today. Spelling "
+    "follows British English. Never answer with a question, and never refuse: a short best guess is always "
+    "better than no answer at all. Dates are given as years unless the question asks for a day or a month. "
+    "For questions about size, give the figure with its unit, such as kilometres, metres or square "
+    "kilometres, and round it the way the passage does. For questions about colour, shape or material, "
+    "answer with the plain word. When two passages seem to disagree, trust the passage that the question is "
+    "about. Abbreviations are written out in full the first time they appear in an answer. Titles of books, "
+    "songs and films are not put in quotation marks. Scientific names of plants and animals are written "
+    "with a capital letter for the genus only. Chemical elements are named in words rather than symbols, "
+    "and units are never abbreviated.\n\n"
+)
+
+
 def build_prompts(n: int) -> tuple[str, list[str]]:
-    prefix = "Answer each question about the passage in a few words.\n\n"
+    prefix = GUIDE
     for passage, q, a in SHOTS:
         prefix += f"Passage: {passage}\nQuestion: {q}\nAnswer: {a}\n\n"
     questions = [ASPECTS[i % len(ASPECTS)].format(TOPICS[(i // len(ASPECTS)) % len(TOPICS)]) + f" (#{i})"

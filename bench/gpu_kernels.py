@@ -33,7 +33,7 @@ from paged_cases import make_decode_case, make_extend_case  # noqa: E402
 
 from sgnb.kernels import get_attention_ops, torch_ref  # noqa: E402
 
-TOLERANCES = {torch.float16: 3e-3, torch.bfloat16: 2e-2, torch.float32: 2e-5}
+TOLERANCES = {torch.float16: 3e-3, torch.bfloat16: 3e-2, torch.float32: 2e-5}   # max abs error
 
 
 def to_device(case, device: str):

@@ -1,9 +1,9 @@
-"""Regex -> character FSM (interegular) -> byte-level DFA.
+"""Regex -> character DFA (char_dfa.py) -> byte-level DFA.
 
 Byte-level BPE tokens can end in the middle of a multi-byte UTF-8 character, so the token
-index walks a DFA over bytes. Every character transition of the interegular FSM becomes a
-chain of UTF-8 bytes; interegular's `anything_else` symbol (every character not named in the
-pattern, e.g. what `[^"]` leaves open) becomes every valid UTF-8 sequence of such characters.
+index walks a DFA over bytes. Every character transition becomes a chain of UTF-8 bytes; a
+class like `[^"]` (interegular's `anything_else`: every character the pattern does not name)
+becomes every valid UTF-8 sequence of such characters, never an invalid one.
 
 Construction per character state:
 - its transitions form a piecewise-constant map from code points to target states
@@ -23,9 +23,7 @@ import bisect
 from dataclasses import dataclass
 
 import numpy as np
-from interegular.fsm import anything_else
-from interegular.patterns import Unsupported
-
+from sgnb.constrained.char_dfa import CharDFA, build_char_dfa
 from sgnb.constrained.errors import ConstraintError
 from sgnb.constrained.regex_parse import parse_regex
 
@@ -207,28 +205,13 @@ class _Builder:
         return row
 
 
-def _atoms(alphabet) -> list[tuple[int, int, object]]:
-    """Code-point intervals [lo, hi] with the transition key every character in them uses."""
-    named = sorted((ord(symbol), key) for symbol, key in alphabet.items() if symbol is not anything_else)
-    else_key = alphabet[anything_else] if anything_else in alphabet else None
-    atoms: list[tuple[int, int, object]] = []
-    cursor = 0
-    for code, key in named:
-        if code > cursor:
-            atoms.append((cursor, code - 1, else_key))
-        if atoms and atoms[-1][1] == code - 1 and atoms[-1][2] == key:
-            atoms[-1] = (atoms[-1][0], code, key)
-        else:
-            atoms.append((code, code, key))
-        cursor = code + 1
-    if cursor <= MAX_CODE_POINT:
-        atoms.append((cursor, MAX_CODE_POINT, else_key))
-    return [a for a in atoms if a[2] is not None]
-
-
-def _csr_bfs(ptr: np.ndarray, targets: np.ndarray, seeds: np.ndarray, num_nodes: int) -> np.ndarray:
-    """Nodes reachable from `seeds` along CSR edges (ptr, targets); returns a bool mask."""
-    seen = np.zeros(num_nodes, dtype=bool)
+def reach(src: np.ndarray, dst: np.ndarray, num_states: int, seeds: np.ndarray) -> np.ndarray:
+    """Mask of states reachable from `seeds` along the edges src -> dst (frontier BFS)."""
+    order = np.argsort(src, kind="stable")
+    ptr = np.zeros(num_states + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=num_states), out=ptr[1:])
+    targets = dst[order]
+    seen = np.zeros(num_states, dtype=bool)
     frontier = np.unique(seeds)
     seen[frontier] = True
     while frontier.size:
@@ -243,51 +226,34 @@ def _csr_bfs(ptr: np.ndarray, targets: np.ndarray, seeds: np.ndarray, num_nodes:
     return seen
 
 
-def live_states(src: np.ndarray, dst: np.ndarray, num_states: int, initial: int,
-                accepting: np.ndarray) -> np.ndarray:
-    """Mask of states reachable from `initial` that can reach an accepting state."""
-    order = np.argsort(src, kind="stable")
-    fwd_ptr = np.zeros(num_states + 1, dtype=np.int64)
-    np.cumsum(np.bincount(src, minlength=num_states), out=fwd_ptr[1:])
-    reachable = _csr_bfs(fwd_ptr, dst[order], np.array([initial]), num_states)
-    order = np.argsort(dst, kind="stable")
-    rev_ptr = np.zeros(num_states + 1, dtype=np.int64)
-    np.cumsum(np.bincount(dst, minlength=num_states), out=rev_ptr[1:])
-    coreachable = _csr_bfs(rev_ptr, src[order], np.flatnonzero(accepting), num_states)
-    return reachable & coreachable
-
-
-def fsm_to_byte_dfa(fsm, pattern: str) -> ByteDFA:
-    """Convert an interegular character FSM into a trimmed, class-compressed ByteDFA."""
-    char_states = sorted(fsm.states, key=repr)
-    index = {state: i for i, state in enumerate(char_states)}
-    builder = _Builder(len(char_states))
-    atoms = _atoms(fsm.alphabet)
-    for state in char_states:
-        moves = fsm.map.get(state, {})
-        pieces: list[tuple[int, int, int]] = []
-        for lo, hi, key in atoms:
-            target = moves.get(key)
-            if target is None:
-                continue
-            target = index[target]
-            if pieces and pieces[-1][1] + 1 == lo and pieces[-1][2] == target:
-                pieces[-1] = (pieces[-1][0], hi, target)
+def char_dfa_to_byte_dfa(char_dfa: CharDFA, pattern: str) -> ByteDFA:
+    """Convert a character DFA into a trimmed, minimized, class-compressed ByteDFA."""
+    num_char_states = len(char_dfa.transitions)
+    builder = _Builder(num_char_states)
+    atoms = char_dfa.atoms
+    for state, row in enumerate(char_dfa.transitions):
+        pieces = sorted((lo, hi, target) for atom, target in row.items() for lo, hi in atoms[atom])
+        merged: list[tuple[int, int, int]] = []
+        for lo, hi, target in pieces:
+            if merged and merged[-1][1] + 1 == lo and merged[-1][2] == target:
+                merged[-1] = (merged[-1][0], hi, target)
             else:
-                pieces.append((lo, hi, target))
-        builder.rows[index[state]] = builder.char_state_row(pieces)
+                merged.append((lo, hi, target))
+        builder.rows[state] = builder.char_state_row(merged)
 
     table = np.stack(builder.rows)  # [num_states, 256]
     num_states = table.shape[0]
     accepting = np.zeros(num_states, dtype=bool)
-    accepting[[index[s] for s in fsm.finals]] = True
-    initial = index[fsm.initial]
+    accepting[:num_char_states] = char_dfa.accepting
+    initial = char_dfa.initial
 
     has_edge = table >= 0
     src = np.nonzero(has_edge)[0]
     dst = table[has_edge]
     pairs = np.unique(src.astype(np.int64) * num_states + dst)
-    keep = live_states(pairs // num_states, pairs % num_states, num_states, initial, accepting)
+    pair_src, pair_dst = pairs // num_states, pairs % num_states
+    keep = reach(pair_src, pair_dst, num_states, np.array([initial]))
+    keep &= reach(pair_dst, pair_src, num_states, np.flatnonzero(accepting))  # can still accept
     if not keep[initial]:
         raise ConstraintError(f"regex {pattern!r} matches no string (its language is empty)")
 
@@ -298,21 +264,84 @@ def fsm_to_byte_dfa(fsm, pattern: str) -> ByteDFA:
     table = np.where(valid, new_id[np.maximum(table, 0)], -1).astype(np.int32)
 
     columns, byte_classes = np.unique(table.T, axis=0, return_inverse=True)
+    transitions, accepting, initial = minimize(np.ascontiguousarray(columns.T), accepting[keep], int(new_id[initial]))
+    columns, merged = np.unique(transitions.T, axis=0, return_inverse=True)
     return ByteDFA(
         transitions=np.ascontiguousarray(columns.T, dtype=np.int32),
-        byte_classes=byte_classes.reshape(-1).astype(np.int32),
-        accepting=accepting[keep],
-        initial=int(new_id[initial]),
+        byte_classes=merged.reshape(-1)[byte_classes.reshape(-1)].astype(np.int32),
+        accepting=accepting,
+        initial=initial,
     )
+
+
+def _refine(blocks: np.ndarray, transitions: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """One Moore step: new block ids from (block, successor blocks), hashed with `weights`.
+
+    transitions == -1 indexes the appended sink entry (block -1) of `padded`."""
+    padded = np.append(blocks, -1)
+    successors = padded[transitions]  # [num_states, num_classes]
+    with np.errstate(over="ignore"):
+        signature = blocks * weights[0] + successors @ weights[1:]  # int64 arithmetic wraps
+    return np.unique(signature, return_inverse=True)[1].reshape(-1)
+
+
+def minimize(transitions: np.ndarray, accepting: np.ndarray, initial: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Merge equivalent states (Moore partition refinement, vectorized).
+
+    Signatures are hashed into int64 with two random weight vectors; the final partition is
+    verified exactly (every block's states must have identical successor blocks), and an
+    exact row-unique refinement takes over if a hash collision ever slips through.
+    States in transitions are all live, so -1 (no transition) is its own sink block.
+    """
+    num_states, num_classes = transitions.shape
+    rng = np.random.default_rng(0x5EED)
+    weights = [rng.integers(1, 1 << 62, size=num_classes + 1, dtype=np.int64) for _ in range(2)]
+    blocks = np.unique(accepting, return_inverse=True)[1].reshape(-1).astype(np.int64)  # ids 0..k-1
+    num_blocks = int(blocks.max()) + 1
+    while True:
+        first = _refine(blocks, transitions, weights[0])
+        second = _refine(blocks, transitions, weights[1])
+        combined = np.unique(first * (num_states + 1) + second, return_inverse=True)[1].reshape(-1)
+        count = int(combined.max()) + 1
+        if count == num_blocks:
+            break
+        blocks, num_blocks = combined, count
+    exact = np.column_stack([blocks, np.append(blocks, -1)[transitions]])
+    if len(np.unique(exact, axis=0)) != num_blocks:  # hash collision: refine exactly
+        while True:
+            rows = np.column_stack([blocks, np.append(blocks, -1)[transitions]])
+            refined = np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1)
+            if int(refined.max()) + 1 == num_blocks:
+                break
+            blocks, num_blocks = refined, int(refined.max()) + 1
+    representative = np.zeros(num_blocks, dtype=np.int64)
+    representative[blocks[::-1]] = np.arange(num_states)[::-1]  # lowest state id per block
+    merged = transitions[representative]
+    merged = np.where(merged >= 0, blocks[np.maximum(merged, 0)], -1).astype(np.int32)
+    return merged, accepting[representative], int(blocks[initial])
 
 
 def regex_to_byte_dfa(pattern: str) -> ByteDFA:
     """Compile a Python regex (fullmatch semantics) into a ByteDFA; ConstraintError if bad."""
-    parsed = parse_regex(pattern)
-    try:
-        fsm = parsed.to_fsm()
-    except Unsupported as exc:
-        raise ConstraintError(f"unsupported regex feature in {pattern!r}: {exc}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConstraintError(f"unsupported regex syntax in {pattern!r}: {exc}") from None
-    return fsm_to_byte_dfa(fsm, pattern)
+    return char_dfa_to_byte_dfa(build_char_dfa(parse_regex(pattern), pattern), pattern)
+
+
+def dfas_intersect(a: ByteDFA, b: ByteDFA) -> bool:
+    """Whether some byte string is accepted by both DFAs (product BFS over state pairs)."""
+    num_b = b.num_states
+    byte_range = np.arange(256)
+    a_cols, b_cols = a.byte_classes[byte_range], b.byte_classes[byte_range]
+    seen = {a.initial * num_b + b.initial}
+    frontier = np.array([a.initial * num_b + b.initial], dtype=np.int64)
+    while frontier.size:
+        sa, sb = frontier // num_b, frontier % num_b
+        if (a.accepting[sa] & b.accepting[sb]).any():
+            return True
+        na = a.transitions[sa][:, a_cols]  # [frontier, 256]
+        nb = b.transitions[sb][:, b_cols]
+        ok = (na >= 0) & (nb >= 0)
+        pairs = np.unique(na[ok].astype(np.int64) * num_b + nb[ok])
+        fresh = [p for p in pairs.tolist() if p not in seen]
+        seen.update(fresh)
+        frontier = np.array(fresh, dtype=np.int64)
+    return False

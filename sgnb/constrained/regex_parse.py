@@ -16,6 +16,7 @@ the FSM accepts must satisfy `re.fullmatch(pattern, text)`, so this module:
 
 from __future__ import annotations
 
+import _sre
 import functools
 import re
 import unicodedata
@@ -26,6 +27,7 @@ from interegular.patterns import (
     _CHAR_GROUPS,
     InvalidSyntax,
     Pattern,
+    REFlags,
     Unsupported,
     _CharGroup,
     _Concatenation,
@@ -37,13 +39,20 @@ from interegular.utils.simple_parser import NoMatch, nomatch
 
 from sgnb.constrained.errors import ConstraintError
 
+try:  # extra case equivalences `re` applies under IGNORECASE (e.g. 's' ~ 'ſ', 'k' ~ Kelvin sign)
+    from re._casefix import _EXTRA_CASES
+except ImportError:  # pragma: no cover - older Pythons
+    _EXTRA_CASES = {}
+
+MAX_CODE_POINT = 0x10FFFF
+
 # A character set as (chars, negated): negated means "every character except chars".
 CharSet = tuple[frozenset, bool]
 
 _ASCII = frozenset(map(chr, range(128)))
 _ASCII_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _ASCII_DIGIT = frozenset("0123456789")
-_ASCII_SPACE = frozenset(" \t\n\r\f\v")
+_ASCII_SPACE = frozenset(" \t\n\r\f\v")  # Python's \s also has \x1c-\x1f; nobody means those
 # Every character for which str.isspace() holds, i.e. Python's Unicode `\s`
 # (tests/constrained/test_regex_parse.py checks this against the whole code space).
 UNICODE_SPACE = frozenset(
@@ -160,6 +169,9 @@ class _PythonSemanticsParser(_ParsePattern):
         low, high = ord(next(iter(base.chars))), ord(next(iter(end.chars)))
         if low > high:
             raise InvalidSyntax(f"invalid character range {self.data[start:self.index]!r}")
+        if high - low + 1 > (MAX_CODE_POINT + 1) // 2:  # huge range: store its (smaller) complement
+            outside = frozenset(map(chr, [*range(0, low), *range(high + 1, MAX_CODE_POINT + 1)]))
+            return _ClassItem((outside, True))
         return _ClassItem((frozenset(map(chr, range(low, high + 1))), False))
 
 
@@ -247,6 +259,50 @@ def _rewrite(pattern: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=1)
+def _lowercase_preimages() -> dict[int, tuple[int, ...]]:
+    """For every code point x that is the simple lowercase of another one: all c with
+    lower(c) == x (x itself included when it is its own lowercase), as `re` computes lower."""
+    preimages: dict[int, list[int]] = {}
+    for code in range(MAX_CODE_POINT + 1):
+        low = _sre.unicode_tolower(code)
+        if low != code:
+            preimages.setdefault(low, []).append(code)
+    return {low: tuple(([low] if _sre.unicode_tolower(low) == low else []) + codes)
+            for low, codes in preimages.items()}
+
+
+def _case_closure(chars: frozenset) -> frozenset:
+    """Every character c such that `re` under IGNORECASE treats c as one of `chars`:
+    lower(c) is the lowercase of one of chars or one of its extra case equivalents."""
+    preimages = _lowercase_preimages()
+    folded = set()
+    for char in chars:
+        low = _sre.unicode_tolower(ord(char))
+        folded.add(low)
+        folded.update(_EXTRA_CASES.get(low, ()))
+    out = set(chars)
+    for low in folded:
+        out.update(map(chr, preimages.get(low, (low,) if _sre.unicode_tolower(low) == low else ())))
+    return frozenset(out)
+
+
+def _fold_case(node, ignore_case: bool):
+    """Rewrite char groups under the IGNORECASE flag into explicit case-closed sets (exactly
+    as Python matches them) and drop the flag, so interegular never folds case itself."""
+    if isinstance(node, Pattern):
+        active = (ignore_case or bool(node.added_flags & REFlags.I)) and not node.removed_flags & REFlags.I
+        options = tuple(_fold_case(option, active) for option in node.options)
+        return Pattern(options, node.added_flags & ~REFlags.I, node.removed_flags & ~REFlags.I)
+    if isinstance(node, _Concatenation):
+        return _Concatenation(tuple(_fold_case(part, ignore_case) for part in node.parts))
+    if isinstance(node, _Repeated):
+        return _Repeated(_fold_case(node.base, ignore_case), node.min, node.max)
+    if isinstance(node, _CharGroup) and ignore_case:
+        return _CharGroup(_case_closure(node.chars), node.negated)
+    return node
+
+
 def _check_supported(node, pattern: str) -> None:
     if node is None:
         raise ConstraintError(f"unsupported regex syntax in {pattern!r}")
@@ -291,4 +347,4 @@ def parse_regex(pattern: str) -> Pattern:
     except (ValueError, KeyError, IndexError) as exc:
         raise ConstraintError(f"unsupported regex syntax in {pattern!r}: {exc}") from None
     _check_supported(parsed, pattern)
-    return parsed
+    return _fold_case(parsed, False)

@@ -43,7 +43,10 @@ class Engine:
         from sgnb.engine.weights import load_model
         from sgnb.kernels.backend import get_attention_ops
 
-        self.config = cfg = EngineConfig(model=model, **kwargs)
+        try:
+            self.config = cfg = EngineConfig(model=model, **kwargs)
+        except TypeError as exc:
+            raise ValueError(f"unknown Engine option: {exc}") from None
         self.model_path = resolve_model(model)
         self.dtype = cfg.torch_dtype
         self.device = cfg.device
@@ -58,7 +61,8 @@ class Engine:
         self.req_pool = ReqToTokenPool(cfg.max_running_requests + 1, self.max_context_len + 1, cfg.device)
         self.scheduler = Scheduler(cfg.scheduler_config(), self.allocator, self.tree, self.req_pool)
         self.ops = get_attention_ops(cfg.attention_backend, cfg.device)
-        self.runner = ModelRunner(self.model, self.kv_pool, self.req_pool, self.ops, cfg.device)
+        self.runner = ModelRunner(self.model, self.kv_pool, self.req_pool, self.ops, cfg.device,
+                                  cfg.cuda_graph_batch_sizes())
         self.eos_ids = tuple(sorted(set(mc.eos_token_ids) | ({self.tokenizer.eos_token_id} - {None})))
         self.counters = postprocess.Counters()
         self._reqs: dict[str, Req] = {}
@@ -169,6 +173,11 @@ class Engine:
             ids = self._tokenize(item) if prompt is not None else list(item)
             reqs.append(self._make_req(ids, params[i], return_logprob, starts[i], top_logprobs_num or 0,
                                        stream, rids[i], is_score))
+        seen: set[str] = set()
+        for req in reqs:
+            if req.rid in seen:
+                raise ValueError(f"request id {req.rid!r} appears more than once in the batch")
+            seen.add(req.rid)
         with self._cv:
             for req in reqs:
                 if req.rid in self._reqs:
@@ -198,8 +207,8 @@ class Engine:
             raise ValueError(f"prompt is {len(ids)} tokens but the KV pool holds only {self.allocator.num_usable}")
         if start is not None and not 0 <= start < len(ids):
             raise ValueError(f"logprob_start_len must be in [0, {len(ids)}), got {start}")
-        if top_logprobs_num < 0:
-            raise ValueError(f"top_logprobs_num must be >= 0, got {top_logprobs_num}")
+        if not 0 <= top_logprobs_num <= self.model_config.vocab_size:
+            raise ValueError(f"top_logprobs_num must be in [0, {self.model_config.vocab_size}], got {top_logprobs_num}")
         req = Req(rid=rid or new_rid(), input_ids=ids, params=sp, return_logprob=return_logprob or is_score,
                   logprob_start_len=-1 if start is None else start, top_logprobs_num=top_logprobs_num,
                   is_score=is_score, stream=stream)
@@ -260,15 +269,15 @@ class Engine:
             keep_all = [postprocess.wants_input_rows(r, n) for r, n in zip(batch.reqs, batch.extend_lens)]
             try:
                 out = self.runner.forward(batch, keep_all)
+                with self._cv:
+                    self._inflight = None
+                    postprocess.process_batch(self, batch, out, keep_all)
             except Exception as exc:            # a bug or a bad model: fail this batch, keep serving
                 with self._cv:
                     self._inflight = None
                     for req in batch.reqs:
-                        self._fail(req, exc)
-                continue
-            with self._cv:
-                self._inflight = None
-                postprocess.process_batch(self, batch, out, keep_all)
+                        if not req.sink.is_done:
+                            self._fail(req, exc)
         with self._cv:
             for req in list(self._reqs.values()):
                 self._abort_req(req, "engine shut down")

@@ -23,6 +23,7 @@ class EngineConfig:
     max_prefill_tokens: int = 2048
     attention_backend: str = "auto"          # "torch" | "triton" | "flash" | "auto"
     jump_forward: bool = True                # constrained decoding: append forced text in one extend step
+    cuda_graph: bool = False                 # capture the decode step in CUDA graphs (CUDA + triton backend)
     num_threads: int | None = None           # torch intra-op threads (default: torch's)
 
     def __post_init__(self) -> None:
@@ -34,6 +35,8 @@ class EngineConfig:
             raise ValueError(f"kv_cache_gb must be positive, got {self.kv_cache_gb}")
         if self.max_total_tokens is not None and self.max_total_tokens < 2:
             raise ValueError(f"max_total_tokens must be >= 2, got {self.max_total_tokens}")
+        if self.cuda_graph and not self.device.startswith("cuda"):
+            raise ValueError("cuda_graph=True needs device='cuda'")
         if self.device.startswith("cuda"):
             import torch
 
@@ -47,6 +50,12 @@ class EngineConfig:
         import torch
 
         return getattr(torch, self.dtype)
+
+    def cuda_graph_batch_sizes(self) -> list[int] | None:
+        if not self.cuda_graph:
+            return None
+        sizes = [1, 2, 4] + list(range(8, self.max_running_requests + 1, 8))
+        return sorted({b for b in sizes if b <= self.max_running_requests} | {self.max_running_requests})
 
     def scheduler_config(self) -> SchedulerConfig:
         return SchedulerConfig(schedule_policy=self.schedule_policy, max_running_requests=self.max_running_requests,

@@ -19,14 +19,33 @@ class ForwardOutput:
 
 
 class ModelRunner:
-    def __init__(self, model: torch.nn.Module, kv_pool: KVPool, req_pool: ReqToTokenPool, ops, device: str):
+    def __init__(self, model: torch.nn.Module, kv_pool: KVPool, req_pool: ReqToTokenPool, ops, device: str,
+                 cuda_graph_batch_sizes: list[int] | None = None):
         self.model = model
         self.kv_pool = kv_pool
         self.req_pool = req_pool
         self.ops = ops
         self.device = device
-        cfg = model.cfg
-        self.sm_scale = cfg.head_dim ** -0.5
+        self.sm_scale = model.cfg.head_dim ** -0.5
+        self.graph = None
+        if cuda_graph_batch_sizes:
+            self.graph = self._capture_decode_graphs(cuda_graph_batch_sizes)
+
+    def _capture_decode_graphs(self, batch_sizes: list[int]):
+        from sgnb.kernels.cuda_graph import DecodeGraphRunner
+
+        if not self.ops.is_graph_safe:
+            raise ValueError(f"cuda_graph=True needs a graph-safe attention backend (triton), not {self.ops.name!r}")
+        max_num_kv = max(batch_sizes) * self.req_pool.table.shape[1]
+        with torch.inference_mode():
+            return DecodeGraphRunner(self._decode_forward, batch_sizes, max_num_kv, self.device)
+
+    def _decode_forward(self, input_ids, positions, out_cache_loc, kv_indptr, kv_indices) -> torch.Tensor:
+        """A decode step with no host reads of tensor values, as CUDA-graph capture requires."""
+        ctx = AttentionContext(mode=ForwardMode.DECODE, ops=self.ops, k_buffers=self.kv_pool.k_buffers,
+                               v_buffers=self.kv_pool.v_buffers, out_cache_loc=out_cache_loc, qo_indptr=kv_indptr,
+                               kv_indptr=kv_indptr, kv_indices=kv_indices, sm_scale=self.sm_scale)
+        return self.model(input_ids, positions, ctx)
 
     @torch.inference_mode()
     def forward(self, batch: ScheduleBatch, keep_all_rows: list[bool]) -> ForwardOutput:
@@ -57,16 +76,21 @@ class ModelRunner:
         dev = self.device
         qo = torch.tensor([0] + batch.extend_lens, device=dev).cumsum(0)
         kv_indptr = torch.tensor([0] + kv_lens, device=dev).cumsum(0)
+        out_cache_loc = torch.cat(locs).to(dev)
+        kv_indices = torch.cat(kv_rows).to(dev)
+        input_ids = torch.tensor(ids, device=dev)
+        pos = torch.tensor(positions, device=dev)
+        if is_decode and self.graph is not None and self.graph.can_run(len(ids), kv_indices.numel()):
+            logits = self.graph.replay(input_ids, pos, out_cache_loc, kv_indptr, kv_indices).float()
+            return ForwardOutput(logits.cpu(), last_row, first_row)
         ctx = AttentionContext(
             mode=batch.mode, ops=self.ops,
             k_buffers=self.kv_pool.k_buffers, v_buffers=self.kv_pool.v_buffers,
-            out_cache_loc=torch.cat(locs).to(dev),
+            out_cache_loc=out_cache_loc,
             qo_indptr=qo, kv_indptr=kv_indptr,
-            kv_indices=torch.cat(kv_rows).to(dev),
+            kv_indices=kv_indices,
             sm_scale=self.sm_scale,
         )
-        input_ids = torch.tensor(ids, device=dev)
-        pos = torch.tensor(positions, device=dev)
         rows = None if len(logit_rows) == len(ids) else torch.tensor(logit_rows, device=dev)
         logits = self.model(input_ids, pos, ctx, rows)
         return ForwardOutput(logits.cpu(), last_row, first_row)

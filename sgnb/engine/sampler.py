@@ -82,5 +82,5 @@ def token_logprobs(logits: torch.Tensor, token_ids: list[int], top_k: int) -> tu
     chosen = logp[torch.arange(len(token_ids)), torch.tensor(token_ids)].tolist()
     if not top_k:
         return chosen, []
-    vals, ids = logp.topk(top_k, dim=-1)
+    vals, ids = logp.topk(min(top_k, logp.shape[-1]), dim=-1)     # never more than the vocabulary
     return chosen, [list(zip(v, i)) for v, i in zip(vals.tolist(), ids.tolist())]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from numbers import Integral, Real
 from typing import Any
@@ -77,6 +78,8 @@ class SamplingParams:
 
     @classmethod
     def from_dict(cls, params: dict[str, Any] | None) -> SamplingParams:
+        if params and not isinstance(params, Mapping):        # None, {} (and the engine's []) mean defaults
+            raise ValueError(f"sampling_params must be a dict, got {type(params).__name__}")
         params = dict(params or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(params) - known)

@@ -39,6 +39,7 @@ class SchedulerConfig:
     max_skips: int = 8                    # a request passed over this many times goes first (aging)
     in_batch_prefix_threshold: int = 32   # defer a request whose uncached start duplicates one already in the batch
     policy_queue_limit: int = 256         # above this many waiting requests, fall back to FCFS ordering
+    mix_decode: bool = True               # running requests decode inside extend steps instead of waiting
 
     def __post_init__(self) -> None:
         if self.schedule_policy not in POLICIES:
@@ -124,7 +125,17 @@ class Scheduler:
             req = self.pending[0]
             raise PoolExhausted(req, f"the KV pool ({self.allocator.num_slots} slots) cannot hold the next "
                                      f"{len(req.fill_ids) - req.kv_len} tokens of request {req.rid}")
-        return ScheduleBatch(ForwardMode.EXTEND, reqs, lens) if reqs else None
+        if not reqs:
+            return None
+        if self.cfg.mix_decode and self.running:
+            # running requests ride along as one-token extends, so a long prefill does not stall them
+            slots = self._alloc(len(self.running))
+            if slots is not None:
+                for req, slot in zip(self.running, slots):
+                    self.req_pool.write(req.row, req.kv_len, [slot])
+                reqs += self.running
+                lens += [1] * len(self.running)
+        return ScheduleBatch(ForwardMode.EXTEND, reqs, lens)
 
     def _admit_waiting(self, budget: int, reqs: list[Req], lens: list[int]) -> int:
         num_admitted = 0
@@ -185,7 +196,7 @@ class Scheduler:
         self.tree.inc_lock_ref(match.last_node)
         # decode headroom is a soft reservation: alone in the engine, a request runs anyway (its decode
         # raises PoolExhausted if it really outgrows the pool), otherwise it would wait forever
-        headroom = sum(self._reserve(r) for r in self.running) + self._reserve(req) if self.admitted else 0
+        headroom = sum(self._reserve(r) for r in self.admitted) + self._reserve(req) if self.admitted else 0
         row = self.req_pool.alloc() if self._available() >= extend_len + headroom else None
         slots = self._alloc(extend_len) if row is not None else None
         if slots is None:

@@ -98,27 +98,25 @@ class ChatTemplate:
 
         first_prefix = {"user": first_user_prefix, "assistant": asst_prefix}
         try:
-            only_sys = render([sys_msg], False)
+            only_sys: str | None = render([sys_msg], False)
+        except Exception:  # noqa: BLE001 - templates that reject the system role (e.g. Gemma's)
+            only_sys = None
+        if only_sys is None:  # a system message is written as a user turn
+            sys_prefix, sys_suffix = first_user_prefix, user_suffix
+        else:
             sys_prefix, sys_suffix = split(only_sys, S, "system")
             sys_user = delta(render([sys_msg, user_msg], False), only_sys, "a user turn after a system turn")
-            p, _ = split(sys_user, U, "user")
-            if p != user_prefix:  # the template treats a leading system message specially; keep it simple
-                user_prefix_after_sys = p
-            else:
-                user_prefix_after_sys = user_prefix
-        except ChatTemplateError:
-            raise
-        except Exception:  # noqa: BLE001  # templates that reject the system role (e.g. Gemma): fold into the user turn
-            sys_prefix, sys_suffix, user_prefix_after_sys = first_user_prefix, user_suffix, user_prefix
-        if user_prefix_after_sys != user_prefix:
-            raise ChatTemplateError(f"chat template {name!r} opens user turns differently after a system turn")
+            if split(sys_user, U, "user")[0] != user_prefix:
+                raise ChatTemplateError(
+                    f"chat template {name!r} opens user turns differently after a system turn"
+                )
         first_prefix["system"] = sys_prefix
         # a system message later in the conversation (rare): measure it when the template allows one
         mid_sys_prefix, mid_sys_suffix = sys_prefix, sys_suffix
         try:
             mid = delta(render([user_msg, asst_msg, sys_msg], False), user_asst, "a later system turn")
             mid_sys_prefix, mid_sys_suffix = split(mid, S, "system")
-        except Exception:
+        except Exception:  # noqa: BLE001 - the template allows system only first
             pass
         stop = asst_suffix.strip()
         return cls(

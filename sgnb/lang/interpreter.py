@@ -24,9 +24,9 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
-from sgnb.lang.backends.base import GenContext, SamplingSpec, UnsupportedFeatureError
+from sgnb.lang.backends.api_speculative import ChatSpecTurn, CompletionSpeculator
+from sgnb.lang.backends.base import GenContext, SamplingSpec, UnsupportedFeatureError, dtype_name
 from sgnb.lang.ir import (
-    Concat,
     Constant,
     Expr,
     Gen,
@@ -137,8 +137,13 @@ class StreamExecutor:
         self.is_ended = False  # no more submissions accepted
         self.is_finished = False  # ended and every item executed
         self.version = 0  # bumped on every change; streaming readers compare it
-        self.speculated_text = ""  # completion-model API speculation: text generated ahead
-        self.spec_turn: list[tuple] | None = None  # chat-model API speculation: the open assistant turn
+        # API speculative execution (sgnb.lang.backends.api_speculative): completion models keep text
+        # generated ahead; chat models collect one assistant turn and serve it with one call at its end
+        self.speculator: CompletionSpeculator | None = None
+        if num_api_spec_tokens is not None and not backend.is_chat_model:
+            self.speculator = CompletionSpeculator(num_api_spec_tokens)
+        self.spec_turn: ChatSpecTurn | None = None
+        self._num_spec_unnamed = 0
 
         self._queue: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._run, name=f"sgnb-{self.sid}", daemon=True)
@@ -174,6 +179,12 @@ class StreamExecutor:
     def wait_finished(self, timeout: float | None = None) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self.is_finished, timeout)
+
+    def wait_tree_finished(self) -> None:
+        """Wait for this state and every fork below it (forks nobody joined may still be generating)."""
+        self.wait_finished()
+        for child in list(self.children):
+            child.wait_tree_finished()
 
     def set_error(self, error: BaseException) -> None:
         """Record the first error; release every waiter."""
@@ -380,19 +391,17 @@ class StreamExecutor:
             self.version += 1
             self._cond.notify_all()
 
-    def _is_spec_chat_turn(self) -> bool:
-        return self.spec_turn is not None
-
     def _fill(self, value: str) -> None:
-        if self._is_spec_chat_turn():
-            self.spec_turn.append(("text", value))
+        if self.spec_turn is not None:
+            self.spec_turn.add_text(value)
             return
-        # completion-model speculation: keep the generated-ahead text only while the constants match it
-        if self.speculated_text.startswith(value):
-            self.speculated_text = self.speculated_text[len(value) :]
-        else:
-            self.speculated_text = ""
+        if self.speculator is not None:
+            self.speculator.fill(value)
         self._append_text(value)
+
+    def _reset_speculation(self) -> None:
+        if self.speculator is not None:
+            self.speculator.reset()
 
     def _context(self) -> GenContext:
         with self._cond:
@@ -411,12 +420,12 @@ class StreamExecutor:
         if self.cur_role is not None:
             raise ValueError(f"cannot open role {role!r} while role {self.cur_role!r} is open; close it first")
         prefix, _ = self.chat_template.get_prefix_and_suffix(role, self.messages_)
-        self._append_text(prefix)
+        self._fill(prefix)
         with self._cond:
             self.cur_role = role
             self.cur_role_begin_pos = len(self.text_)
         if role == "assistant" and self.num_api_spec_tokens is not None and self.backend.is_chat_model:
-            self.spec_turn = []
+            self.spec_turn = ChatSpecTurn(self.num_api_spec_tokens)
 
     def _role_end(self, role: str) -> None:
         if self.cur_role != role:
@@ -427,7 +436,7 @@ class StreamExecutor:
             begin = self.cur_role_begin_pos
             content = self.text_[begin:]
         _, suffix = self.chat_template.get_prefix_and_suffix(role, self.messages_)
-        self._append_text(suffix)
+        self._fill(suffix)
         message: dict[str, Any] = {"role": role, "content": content.lstrip()}
         if self.cur_images:
             parts: list[dict] = [{"type": "image_url", "image_url": {"url": _image_url(x)}} for x in self.cur_images]
@@ -449,12 +458,14 @@ class StreamExecutor:
             self.spans.append({"name": name, "kind": "var_scope", "start": start, "end": len(self.text_)})
 
     def _image(self, item: Image) -> None:
+        self._reset_speculation()
         with self._cond:
             self.images_.append(item.data)
             self.cur_images.append(item.data)
         self._append_text(self.chat_template.image_token)
 
     def _video(self, item: Video) -> None:
+        self._reset_speculation()
         with self._cond:
             self.videos_.append((item.path, item.num_frames))
         self._append_text(self.chat_template.image_token)
@@ -475,7 +486,7 @@ class StreamExecutor:
                 self.meta_info[name] = meta
                 self.partial_vars.pop(name, None)
             self.spans.append({
-                "name": name, "kind": kind, "start": start, "end": end, "params": params,
+                "name": name, "kind": kind, "start": start, "end": end, "params": _plain_params(params),
                 "meta_info": _plain_meta(meta),
             })
             self.version += 1
@@ -484,16 +495,19 @@ class StreamExecutor:
     def _gen(self, expr: Gen) -> None:
         params = self._resolve(expr)
         name = expr.name
-        if self.num_api_spec_tokens is not None:
-            if self._is_spec_chat_turn():
-                self.spec_turn.append(("gen", expr, params))
-                return
-            if not self.backend.is_chat_model and _is_speculable(params):
-                start = len(self.text_)
-                comp, meta = self._spec_gen(params)
-                self._append_text(comp)
-                self._record(name, "gen", comp, meta, start, expr.sampling)
-                return
+        if self.spec_turn is not None:
+            if name is None:
+                self._num_spec_unnamed += 1
+                name = f"_unnamed_gen_{self._num_spec_unnamed}"
+            self.spec_turn.add_gen(name, params)
+            return
+        if self.speculator is not None and params.n == 1:
+            ctx = self._context()
+            start = len(self.text_)
+            comp, meta = self.speculator.gen(self.backend, ctx, params)
+            self._append_text(comp)
+            self._record(name, "gen", comp, meta, start, expr.sampling)
+            return
         if self.backend.is_chat_model:
             self._check_chat_gen_position()
         ctx = self._context()
@@ -514,15 +528,17 @@ class StreamExecutor:
                         self.partial_vars[name] = comp
                     self.version += 1
                     self._cond.notify_all()
-            self.speculated_text = ""
+            self._reset_speculation()
             self._record(name, "gen", comp, meta, start, expr.sampling)
             return
         comp, meta = self.backend.generate(ctx, params)
-        self.speculated_text = ""
+        self._reset_speculation()
         self._append_text(comp[0] if isinstance(comp, list) else comp)
         self._record(name, "gen", comp, meta, start, expr.sampling)
 
     def _check_chat_gen_position(self) -> None:
+        if self.cur_role == "assistant" and self.backend.can_continue_final_message:
+            return
         if self.cur_role != "assistant" or self.text_[self.cur_role_begin_pos :]:
             raise UnsupportedFeatureError(
                 f"{self.backend.get_model_name()} is a chat model: gen() must come right after assistant "
@@ -531,14 +547,14 @@ class StreamExecutor:
             )
 
     def _select(self, expr: Select) -> None:
-        if self._is_spec_chat_turn():
+        if self.spec_turn is not None:
             raise UnsupportedFeatureError("select inside an assistant turn under API speculative execution")
         ctx = self._context()
         start = len(self.text_)
         result = self.backend.select(ctx, list(expr.choices), expr.temperature, expr.choices_method)
         if result.decision not in expr.choices:
             raise RuntimeError(f"backend selected {result.decision!r}, which is not one of {expr.choices!r}")
-        self.speculated_text = ""
+        self._reset_speculation()
         self._append_text(result.decision)
         self._record(
             expr.name, "select", result.decision, result.meta_info, start,
@@ -546,60 +562,19 @@ class StreamExecutor:
         )
 
     # ---------------------------------------------------------------- API speculative execution
-    def _spec_gen(self, params: SamplingSpec) -> tuple[str, dict]:
-        """Completion models: generate `num_api_spec_tokens` ahead with no stop; serve gens from that text
-        while the program's constants keep matching it (see BRIEF §4)."""
-        meta: dict = {"speculative": True}
-        stops = params.stop
-        if not self.speculated_text:
-            ahead = params.replace(max_new_tokens=max(params.max_new_tokens, self.num_api_spec_tokens), stop=[])
-            self.speculated_text, meta = self.backend.generate(self._context(), ahead)
-        text = self.speculated_text
-        positions = [p for p in (text.find(s) for s in stops) if p != -1]
-        if positions:
-            cut = min(positions)
-        else:
-            cut = len(text)
-            # no stop inside the lookahead: the gen ends at its own budget; what is left is not reusable
-        comp = text[:cut]
-        self.speculated_text = text[cut:] if positions else ""
-        return comp, meta
-
     def _run_spec_chat_turn(self) -> None:
-        """Chat models: serve every gen of this assistant turn with one call, then split the completion."""
-        items, self.spec_turn = self.spec_turn, None
-        gens = [it for it in items if it[0] == "gen"]
-        if not gens:
-            for it in items:
-                self._append_text(it[1])
-            return
-        first_params: SamplingSpec = gens[0][2]
-        call = first_params.replace(max_new_tokens=self.num_api_spec_tokens, stop=[], n=1)
-        ctx = self._context()
-        comp, meta = "", {}
-        values = None
-        num_tries = 3 if call.temperature > 0 else 1
-        for _ in range(num_tries):
-            comp, meta = self.backend.generate(ctx, call)
-            values = _match_spec_turn(items, comp, strict=True)
-            if values is not None:
-                break
-        if values is None:
-            values = _match_spec_turn(items, comp, strict=False)
-        meta = dict(meta)
-        meta["speculative"] = True
-        gen_index = 0
-        for it in items:
-            if it[0] == "text":
-                self._append_text(it[1])
+        """Chat models: serve the gens of the assistant turn that is ending with one call (then split)."""
+        turn, self.spec_turn = self.spec_turn, None
+        pieces = turn.run(self.backend, self._context())
+        for name, text in pieces:
+            if name is None:
+                self._append_text(text)
                 continue
-            expr, params = it[1], it[2]
             start = len(self.text_)
-            value = values[gen_index]
-            self._append_text(value)
-            self._record(expr.name, "gen", value, meta if gen_index == 0 else {"speculative": True}, start,
-                         expr.sampling)
-            gen_index += 1
+            self._append_text(text)
+            is_named = not name.startswith("_unnamed_gen_")
+            self._record(name if is_named else None, "gen", text, {"speculative": True,
+                         "num_turn_calls": turn.num_calls}, start, {})
 
     # ---------------------------------------------------------------- join
     def _gather_vars(self, children: list[StreamExecutor]) -> None:
@@ -654,60 +629,20 @@ def _is_internal(item: Any) -> bool:
     return isinstance(item, (_SetVar, _CommitPrefix, _GatherVars, _ConcatAndAppend, _Call))
 
 
-def _is_speculable(params: SamplingSpec) -> bool:
-    return (
-        params.n == 1 and params.constraint_regex() is None and params.json_schema is None
-        and not params.return_logprob
-    )
-
-
-def _match_spec_turn(items: list[tuple], comp: str, strict: bool) -> list[str] | None:
-    """Split one speculative completion into the turn's gen values.
-
-    Constants must appear verbatim (strict) between the values; a value ends at its first stop string or at
-    the next constant, whichever comes first. Non-strict matching never fails: missing constants are skipped
-    and gens that find nothing get "".
-    """
-    values: list[str] = []
-    pos = 0
-    for i, it in enumerate(items):
-        if it[0] == "text":
-            text = it[1]
-            if comp.startswith(text, pos):
-                pos += len(text)
-            elif strict and text.strip():
-                return None
-            elif not strict:
-                found = comp.find(text, pos)
-                if found != -1:
-                    pos = found + len(text)
-            continue
-        params: SamplingSpec = it[2]
-        next_text = next((x[1] for x in items[i + 1 :] if x[0] == "text" and x[1]), None)
-        is_last_gen = not any(x[0] == "gen" for x in items[i + 1 :])
-        rest = comp[pos:]
-        candidates = [p for p in (rest.find(s) for s in params.stop) if p != -1]
-        if next_text:
-            p = rest.find(next_text)
-            if p != -1:
-                candidates.append(p)
-        if candidates:
-            end = min(candidates)
-        elif is_last_gen or not strict:
-            end = len(rest)
-        else:
-            return None
-        values.append(rest[:end])
-        pos += end
-    return values
-
-
 def _plain_value(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, (list, tuple)):
         return [_plain_value(v) for v in value]
     return str(value)
+
+
+def _plain_params(params: dict) -> dict:
+    """gen() arguments as JSON-safe data (dtype=int becomes "int")."""
+    out = dict(params)
+    if "dtype" in out:
+        out["dtype"] = dtype_name(out["dtype"])
+    return _plain_meta(out)
 
 
 def _plain_meta(meta: dict | None) -> dict:
@@ -750,4 +685,4 @@ def _image_url(data: Any) -> str:
     raise ValueError(f"unsupported image input {type(data).__name__}; use a path, URL, bytes or PIL image")
 
 
-__all__ = ["StreamExecutor", "ProgramError", "UnknownVariableError", "Concat"]
+__all__ = ["StreamExecutor", "ProgramError", "UnknownVariableError"]

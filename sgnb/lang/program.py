@@ -267,7 +267,7 @@ def run_program(
         threading.Thread(target=body, name=f"sgnb-program-{executor.sid}", daemon=True).start()
         return state
     body()
-    executor.wait_finished()
+    executor.wait_tree_finished()
     if raise_errors and executor.error_ is not None:
         raise executor.error_
     return state

@@ -74,6 +74,18 @@ class EngineBridge:
         iterator = await self.call(self.engine.generate, stream=True, **kwargs)
         return self._pump(iter(iterator), rid)
 
+    async def open_streams(self, requests: list[dict[str, Any]]) -> list[AsyncIterator[dict[str, Any]]]:
+        """`open_stream` for each request; if one is refused, the ones already started are aborted."""
+        streams: list[AsyncIterator[dict[str, Any]]] = []
+        try:
+            for kwargs in requests:
+                streams.append(await self.open_stream(**kwargs))
+        except BaseException:
+            for kwargs in requests[: len(streams)]:
+                self.engine.abort(kwargs["rid"])
+            raise
+        return streams
+
     async def _pump(self, iterator: Iterator[dict[str, Any]], rid: str) -> AsyncIterator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()

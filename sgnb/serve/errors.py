@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sgnb.serve.encoding import JSONResponse
 
 _ERROR_TYPES = {
     400: "invalid_request_error",

@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from sgnb.engine.sampling_params import SamplingParams
+from sgnb.serve.encoding import JSONResponse
 from sgnb.serve.engine_bridge import EngineBridge, merge_streams, new_rid
 from sgnb.serve.errors import APIError
 from sgnb.serve.sse import sse_response
@@ -131,10 +132,9 @@ def build_router(bridge: EngineBridge, model_info: dict[str, Any]) -> APIRouter:
             return _score_result(result, bool(kwargs.get("return_logprob")))
         return await bridge.generate(**kwargs)
 
-    async def stream_events(prompts: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-        streams = [await bridge.open_stream(**kwargs) for kwargs in prompts]
-        texts = [""] * len(prompts)
-        output_ids: list[list[int]] = [[] for _ in prompts]
+    async def stream_events(streams: list[AsyncIterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+        texts = [""] * len(streams)
+        output_ids: list[list[int]] = [[] for _ in streams]
         async for index, item in merge_streams(streams):
             texts[index] += item.get("text", "")
             output_ids[index] += item.get("output_ids", [])
@@ -155,7 +155,8 @@ def build_router(bridge: EngineBridge, model_info: dict[str, Any]) -> APIRouter:
         if body.get("stream"):
             if any(is_score_request(k) for k in prompts):
                 raise APIError(400, "max_new_tokens = 0 (prompt scoring) cannot be streamed")
-            return sse_response(stream_events(prompts))
+            # started before the response, so a refused request is still a plain 400
+            return sse_response(stream_events(await bridge.open_streams(prompts)))
         results = await asyncio.gather(*(run_one(kwargs) for kwargs in prompts))
         return JSONResponse(list(results) if is_batch else results[0])
 

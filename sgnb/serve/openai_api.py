@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from sgnb.engine.sampling_params import SamplingParams
 from sgnb.serve import openai_protocol as proto
+from sgnb.serve.encoding import JSONResponse
 from sgnb.serve.engine_bridge import EngineBridge, merge_streams, new_rid
 from sgnb.serve.errors import APIError
 from sgnb.serve.native_api import read_json
@@ -64,7 +65,8 @@ def build_router(bridge: EngineBridge, names: ModelNames, created: int) -> APIRo
 
     @router.get("/models")
     async def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": names.served, "object": "model", "created": created, "owned_by": "sgnb"}]}
+        card = {"id": names.served, "object": "model", "created": created, "owned_by": "sgnb"}
+        return {"object": "list", "data": [card]}
 
     @router.get("/models/{model_id:path}")
     async def get_model(model_id: str) -> dict[str, Any]:
@@ -95,7 +97,7 @@ def build_router(bridge: EngineBridge, names: ModelNames, created: int) -> APIRo
         prompt_texts = [p if isinstance(p, str) else tokenizer.decode(p) for p in req.prompts]
         response_id, now = proto.new_id("cmpl"), proto.now()
         if req.stream:
-            streams = [await bridge.open_stream(**kwargs) for kwargs in requests]
+            streams = await bridge.open_streams(requests)
             return sse_response(_completion_chunks(streams, req, prompt_index, prompt_texts, response_id, now, model))
 
         async def run(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +142,7 @@ def build_router(bridge: EngineBridge, names: ModelNames, created: int) -> APIRo
         )
         response_id, now = proto.new_id("chatcmpl"), proto.now()
         if req.stream:
-            streams = [await bridge.open_stream(**kwargs) for kwargs in requests]
+            streams = await bridge.open_streams(requests)
             return sse_response(_chat_chunks(streams, req, response_id, now, model))
         results = await asyncio.gather(*(bridge.generate(**kwargs) for kwargs in requests))
         choices = []

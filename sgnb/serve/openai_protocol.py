@@ -23,7 +23,7 @@ _FLOAT_FIELDS = {
     "repetition_penalty": "repetition_penalty",  # vLLM / SGLang extension
 }
 _INT_FIELDS = {"top_k": "top_k", "min_tokens": "min_new_tokens", "seed": "sampling_seed"}
-_BOOL_FIELDS = {"ignore_eos": "ignore_eos", "skip_special_tokens": "skip_special_tokens", "no_stop_trim": "no_stop_trim"}
+_BOOL_FIELDS = {name: name for name in ("ignore_eos", "skip_special_tokens", "no_stop_trim")}
 _MAX_STOP_STRINGS = 16
 _COMPLETION_DEFAULT_MAX_TOKENS = 16  # the OpenAI completions default
 _MAX_N = 16

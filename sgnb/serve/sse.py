@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi.responses import StreamingResponse
 
+from sgnb.serve.encoding import dumps
 from sgnb.serve.errors import APIError, error_body
 
 DONE = "data: [DONE]\n\n"
 
 
 def sse_event(payload: Any) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+    return f"data: {dumps(payload)}\n\n"
 
 
 async def _framed(events: AsyncIterator[Any]) -> AsyncIterator[str]:

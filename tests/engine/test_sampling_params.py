@@ -95,3 +95,9 @@ def test_from_dict_does_not_mutate_the_callers_dict():
     params = {"stop": "x", "max_new_tokens": 3}
     SamplingParams.from_dict(params)
     assert params == {"stop": "x", "max_new_tokens": 3}
+
+
+@pytest.mark.parametrize("params", ["temperature=0", [("temperature", 0)], 0.5])
+def test_from_dict_rejects_a_non_dict(params):
+    with pytest.raises(ValueError, match="sampling_params must be a dict"):
+        SamplingParams.from_dict(params)

@@ -165,7 +165,7 @@ def test_aging_admits_a_request_passed_over_max_skips_times(policy):
     while len(admitted_order) < 4:
         batch = sim.step()
         if batch.mode is ForwardMode.EXTEND:
-            admitted_order += rids(batch)
+            admitted_order += [r for r in rids(batch) if r not in admitted_order]
     # passed over max_skips times while longer matches went first, then admitted ahead of them
     assert admitted_order == ["hit0", "hit1", "starved", "hit2"]
     sim.run_to_end()
@@ -203,8 +203,8 @@ def test_request_sharing_an_uncached_prefix_with_the_batch_is_deferred_then_reus
     assert rids(batch) == ["first", "other"]          # computing `common` twice would waste the batch
     assert second in sim.sched.waiting
     batch = sim.step()
-    assert rids(batch) == ["second"]
-    assert batch.extend_lens == [5]
+    assert rids(batch) == ["second", "first", "other"]     # first and other decode inside the extend step
+    assert batch.extend_lens == [5, 1, 1]
     assert second.cached_tokens == 50
     sim.run_to_end()
     assert {r.rid for r in sim.finished} == {first.rid, second.rid, other.rid}
@@ -226,7 +226,7 @@ def test_new_request_joins_the_running_decode_batch():
     assert sim.step().mode is ForwardMode.DECODE
     sim.add("late", span(500, 10), max_new_tokens=20)
     batch = sim.step()
-    assert (batch.mode, rids(batch)) == (ForwardMode.EXTEND, ["late"])
+    assert (batch.mode, rids(batch), batch.extend_lens) == (ForwardMode.EXTEND, ["late", "long"], [10, 1])
     batch = sim.step()
     assert (batch.mode, sorted(rids(batch))) == (ForwardMode.DECODE, ["late", "long"])
     sim.run_to_end()
@@ -272,9 +272,20 @@ def test_all_requests_finish_with_the_radix_cache_disabled():
 # ------------------------------------------------------------------------------ memory pressure
 
 
-def test_decode_retracts_the_least_advanced_request_and_loses_no_output():
+def test_requests_admitted_together_reserve_decode_headroom_for_each_other():
+    sim = Sim(num_slots=131)                          # 130 usable: one request needs 20 + 60 reserved
+    sim.add("a", span(100, 20), max_new_tokens=60)
+    sim.add("b", span(300, 20), max_new_tokens=60)
+    assert rids(sim.step()) == ["a"]                  # b would eat a's decode room: it waits
+    sim.run_to_end()
+    assert sim.sched.num_retractions == 0
+    assert len(sim.finished) == 2
+
+
+def test_decode_retracts_a_request_when_the_pool_is_full_and_loses_no_output():
     reference = Sim()
-    tight = Sim(num_slots=131)                        # room for both prompts, not for both outputs
+    # a small decode reserve admits both prompts, but the pool cannot hold both outputs
+    tight = Sim(num_slots=131, decode_reserve_tokens=8)
     for sim in (reference, tight):
         sim.add("a", span(100, 20), max_new_tokens=60)
         sim.add("b", span(300, 20), max_new_tokens=60)
@@ -336,3 +347,18 @@ def test_config_rejects_unknown_policy_and_non_positive_limits():
     for name in ("max_running_requests", "max_prefill_tokens", "max_skips"):
         with pytest.raises(ValueError, match=name):
             SchedulerConfig(**{name: 0})
+
+
+def test_running_requests_decode_inside_a_chunked_prefill():
+    sim = Sim(max_prefill_tokens=16)
+    short = sim.add("short", span(100, 8), max_new_tokens=6)
+    sim.step()                                       # short is prefilled and now decodes
+    sim.add("long", span(3000, 64))                  # 64 tokens: four 16-token chunks
+    mixed = [sim.step() for _ in range(4)]
+    for batch in mixed:
+        assert batch.mode is ForwardMode.EXTEND
+        if short in batch.reqs:
+            assert batch.extend_lens[batch.reqs.index(short)] == 1
+    assert len(short.output_ids) >= 4, "the short request kept decoding while the long prompt was chunked"
+    sim.run_to_end()
+    assert short.is_finished or short in sim.finished

@@ -33,6 +33,12 @@ def test_every_prefix_length_from_zero_to_n_matches_reference() -> None:
     assert_matches_reference(case)
 
 
+def test_batch_without_any_cached_prefix_matches_reference() -> None:
+    case = make_extend_case([0, 0], [3, 40], num_heads=4, num_kv_heads=1, head_dim=16, seed=13)
+    assert case.kv_indices.numel() == 0
+    assert_matches_reference(case)
+
+
 def test_requests_without_new_tokens_are_skipped_and_neighbours_match() -> None:
     case = make_extend_case([4, 10, 0, 6], [3, 0, 5, 0], num_heads=2, num_kv_heads=1, head_dim=16, seed=8)
     assert_matches_reference(case)

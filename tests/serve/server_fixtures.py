@@ -18,6 +18,7 @@ def server(engine):
 
     with ServerThread(create_app(engine, served_model_name=SERVED_MODEL_NAME)) as thread:
         yield thread
+    engine.check_integrity()  # every request the module sent has released its KV slots
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +28,4 @@ def keyed_server(engine):
 
     with ServerThread(create_app(engine, api_key=API_KEY, served_model_name=SERVED_MODEL_NAME)) as thread:
         yield thread
+    engine.check_integrity()

@@ -96,7 +96,8 @@ def test_scoring_without_return_logprob_reports_only_counts(client):
 
 def test_regex_constraint_runs_server_side(client):
     r = client.post("/generate", json={
-        "text": "My phone number is ", "sampling_params": {"max_new_tokens": 16, "temperature": 0, "regex": r"[0-9]{3}-[0-9]{4}"},
+        "text": "My phone number is ",
+        "sampling_params": {"max_new_tokens": 16, "temperature": 0, "regex": r"[0-9]{3}-[0-9]{4}"},
     })
     assert r.status_code == 200, r.text
     import re
@@ -176,3 +177,10 @@ def test_flush_cache_drops_cached_prefixes(client):
 
 def test_health(client):
     assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_a_refused_streaming_request_is_a_plain_400(client):
+    body = {"text": ["ok", "bad"], "stream": True,
+            "sampling_params": [{"max_new_tokens": 2}, {"max_new_tokens": 2, "top_p": 5}]}
+    r = client.post("/generate", json=body)
+    assert r.status_code == 400 and "top_p" in r.json()["error"]["message"]

@@ -3,15 +3,17 @@
 Chat models (`ChatSpecTurn`): the gens of one assistant turn, with the constant text between them, are
 collected while the interpreter walks the turn and served at the turn's end by ONE call with no stop
 strings. The reply is split back into the variables by `match_turn`: constant text must appear verbatim,
-and each variable ends at its earliest stop string or where the next constant text starts. When the
-reply does not match, the call is retried (`max_num_tries`), then each gen is served by its own call
-(the partial assistant message continued), or a clear `SpecMatchError` is raised when the API cannot
-continue a partial assistant message.
+and each variable ends at its earliest stop string (or, without one, where the next constant starts).
+When the reply does not match, a sampled call is retried (`max_num_tries`; a greedy one is not, it would
+give the same reply), then each gen is served by its own call continuing the partial assistant message
+(vLLM/SGLang/`sgnb serve` `continue_final_message`), or a clear `SpecMatchError` is raised when the API
+cannot continue a partial assistant message.
 
 Completion models (`CompletionSpeculator`): a gen with stop strings asks for `num_api_spec_tokens`
 tokens past its first stop; the text after the stop is kept and serves the following gens while the
 program's constant text matches it (`fill`), so a run of `"Name:" + gen(stop="\\n") + "\\nAge:" + gen(...)`
-costs one call instead of one per gen.
+costs one call instead of one per gen. A leftover without the gen's stop string is reused only when the
+model ended there by itself (finish reason "stop"); otherwise a new call is made.
 
 How the interpreter drives it (one object per program state; neither class is thread-shared):
 - chat backend, assistant turn open, `num_api_spec_tokens` set: `turn = ChatSpecTurn(...)` at role begin;
@@ -21,7 +23,8 @@ How the interpreter drives it (one object per program state; neither class is th
   named variables.
 - completion backend: `spec = CompletionSpeculator(num_api_spec_tokens)` per state; every constant
   appended to the state text goes through `spec.fill(text)`; every gen is `spec.gen(backend, ctx, spec)`
-  instead of `backend.generate(ctx, spec)`.
+  instead of `backend.generate(ctx, spec)`; `spec.reset()` after anything else changes the text (select,
+  a non-speculative gen, an image).
 """
 
 from __future__ import annotations
@@ -146,11 +149,16 @@ class ChatSpecTurn:
                              min_new_tokens=0, return_logprob=False)
 
     def run(self, backend: Backend, ctx: GenContext) -> list[tuple[str | None, str]]:
-        """Serve the turn: `[(None, constant) | (name, value), ...]` in order (constants only if no gens)."""
+        """Serve the turn: `[(None, constant) | (name, value), ...]` in order (constants only if no gens).
+
+        `ctx` is the context at the turn's start: messages ending with the last non-assistant message.
+        Greedy calls are tried once (a retry would give the same reply); sampled ones `max_num_tries` times.
+        """
         if not self.has_gens:
             return [(None, p) for p in self.pieces if isinstance(p, str)]
         call_spec = self.call_spec()
-        for _ in range(self.max_num_tries):
+        num_tries = self.max_num_tries if call_spec.temperature > 0 else 1
+        for _ in range(num_tries):
             reply, _meta = backend.generate(ctx, call_spec)
             self.num_calls += 1
             matched = match_turn(self.pieces, str(reply))
@@ -159,7 +167,7 @@ class ChatSpecTurn:
         return self._one_call_per_gen(backend, ctx)
 
     def _one_call_per_gen(self, backend: Backend, ctx: GenContext) -> list[tuple[str | None, str]]:
-        """Fallback: serve each gen by continuing the partial assistant message."""
+        """Fallback: serve each gen by its own call, continuing the partial assistant message."""
         out: list[tuple[str | None, str]] = []
         partial = ""
         for piece in self.pieces:
@@ -167,16 +175,17 @@ class ChatSpecTurn:
                 out.append((None, piece))
                 partial += piece
                 continue
-            messages = [*ctx.messages, {"role": "assistant", "content": partial}]
-            sub_ctx = GenContext(text=ctx.text + partial, messages=messages, images=ctx.images,
-                                 videos=ctx.videos, state_id=ctx.state_id, cur_role="assistant")
+            sub_ctx = ctx
+            if partial:  # an empty assistant message is just the generation prompt: send ctx as is
+                messages = [*ctx.messages, {"role": "assistant", "content": partial}]
+                sub_ctx = GenContext(text=ctx.text + partial, messages=messages, images=ctx.images,
+                                     videos=ctx.videos, state_id=ctx.state_id, cur_role="assistant")
             try:
                 value, _meta = backend.generate(sub_ctx, self.specs[piece.name])
             except UnsupportedFeatureError as exc:
                 raise SpecMatchError(
                     f"API speculative execution: the reply of {backend.get_model_name()} did not follow the "
-                    f"assistant turn's format in {self.max_num_tries} tries, and the fallback (one call per "
-                    f"gen) is not possible: {exc}"
+                    f"assistant turn's format, and the fallback (one call per gen) is not possible: {exc}"
                 ) from exc
             self.num_calls += 1
             out.append((piece.name, str(value)))
@@ -187,13 +196,16 @@ class ChatSpecTurn:
 class CompletionSpeculator:
     """Text generated ahead for a completion model; serves following gens while the program text matches."""
 
-    __slots__ = ("num_api_spec_tokens", "speculated_text", "num_calls")
+    __slots__ = ("num_api_spec_tokens", "speculated_text", "is_model_done", "num_calls")
 
     def __init__(self, num_api_spec_tokens: int) -> None:
         if num_api_spec_tokens < 1:
             raise ValueError(f"num_api_spec_tokens must be >= 1, got {num_api_spec_tokens}")
         self.num_api_spec_tokens = num_api_spec_tokens
         self.speculated_text = ""
+        # the call that produced speculated_text ended on its own (EOS), not on its token budget: what is
+        # left is everything the model would write, so a gen may take it whole even without a stop string
+        self.is_model_done = False
         self.num_calls = 0
 
     def fill(self, text: str) -> None:
@@ -210,29 +222,36 @@ class CompletionSpeculator:
         self.speculated_text = ""
 
     def gen(self, backend: Backend, ctx: GenContext, spec: SamplingSpec) -> tuple[str, dict[str, Any]]:
-        """The value of one gen: from the speculation when it holds a stop string, else from a new call."""
-        if not spec.stop or spec.n != 1 or spec.return_logprob or spec.constraint_regex() is not None \
-                or spec.json_schema is not None:
+        """The value of one gen: from the speculation when it holds the gen's end, else from a new call."""
+        is_constrained = any(x is not None for x in (spec.regex, spec.dtype, spec.choices, spec.json_schema))
+        if not spec.stop or spec.n != 1 or spec.return_logprob or is_constrained:
             # nothing to split on (or a gen whose result must come from the server as is): plain call
             self.speculated_text = ""
             self.num_calls += 1
             return backend.generate(ctx, spec)
-        cut = self._cut(spec.stop)
+        cut = self.take(spec.stop)
         if cut is not None:
             return cut, {"speculative": True}
         ahead = spec.replace(stop=[], max_new_tokens=max(spec.max_new_tokens, self.num_api_spec_tokens))
         text, meta = backend.generate(ctx, ahead)
         self.num_calls += 1
         self.speculated_text = str(text)
-        cut = self._cut(spec.stop)
+        self.is_model_done = (meta.get("finish_reason") or {}).get("type") == "stop"
+        cut = self.take(spec.stop)
         if cut is None:  # the model ended (or ran out of tokens) before any stop: that is the value
             cut, self.speculated_text = self.speculated_text, ""
         return cut, meta
 
-    def _cut(self, stop: list[str]) -> str | None:
+    def take(self, stop: list[str]) -> str | None:
+        """Take the speculation up to its earliest stop string; None when the gen's end is not in it.
+
+        Without a stop string inside, the rest is taken whole only if the model ended there by itself.
+        """
         pos = _earliest(self.speculated_text, stop)
         if pos == -1:
-            return None
+            if not (self.speculated_text and self.is_model_done):
+                return None
+            pos = len(self.speculated_text)
         value = self.speculated_text[:pos]
         self.speculated_text = self.speculated_text[pos:]  # the stop stays: the program's next text starts with it
         return value

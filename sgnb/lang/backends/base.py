@@ -19,7 +19,8 @@ Contract summary for implementers:
 - `select` returns a `SelectResult`; backends with token logprobs reuse `sgnb.lang.choices`.
 - A chat-only backend sets `is_chat_model = True` and reads `ctx.messages` instead of `ctx.text`.
   For such a backend the interpreter guarantees that `ctx.messages` ends with a non-assistant message
-  (each `gen` opens the assistant turn), and it implements API speculative execution
+  (each `gen` opens the assistant turn) unless the backend sets `can_continue_final_message = True`
+  (then a partial assistant message may come last, to be continued), and it implements API speculative execution
   (`@function(num_api_spec_tokens=...)`) itself: one `generate` call with `stop=[]` and
   `max_new_tokens=num_api_spec_tokens` per assistant turn, split into the turn's variables afterwards.
   Completion backends get the same treatment per run of `gen`s: generation ahead past the first stop.
@@ -207,6 +208,8 @@ class Backend(ABC):
 
     #: gens are sent as chat messages (`ctx.messages`) rather than raw text (`ctx.text`).
     is_chat_model: bool = False
+    #: a chat backend that can continue a partial assistant message (vLLM/SGLang `continue_final_message`)
+    can_continue_final_message: bool = False
 
     @abstractmethod
     def get_chat_template(self) -> ChatTemplate:

@@ -107,11 +107,15 @@ class JSONClient:
                     try:
                         event = json.loads(data)
                     except ValueError as exc:
-                        raise BackendError(f"the {self.what} at {self.url(path)} sent a bad stream event: {data[:200]!r}") from exc
+                        raise BackendError(
+                            f"the {self.what} at {self.url(path)} sent a bad stream event: {data[:200]!r}"
+                        ) from exc
                     if isinstance(event, dict) and "error" in event and len(event) == 1:
                         error = event["error"]
                         message = error.get("message", error) if isinstance(error, dict) else error
-                        raise BackendError(f"the {self.what} at {self.url(path)} reported an error mid-stream: {message}")
+                        raise BackendError(
+                            f"the {self.what} at {self.url(path)} reported an error mid-stream: {message}"
+                        )
                     yield event
         except httpx.HTTPError as exc:
             raise self._fail("POST", path, exc) from exc

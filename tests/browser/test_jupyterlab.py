@@ -1,0 +1,155 @@
+"""Real browser: JupyterLab runs a notebook; the program view, fork tree and cache tree render and update live.
+
+Point it at another notebook with SGNB_BROWSER_NOTEBOOK=<name in notebooks/> (default 00_widgets_smoke.ipynb);
+the generic checks hold for any notebook with at least one ProgramView and one CacheTree, the exact counts
+only for the smoke notebook. Screenshots go to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+NOTEBOOK = os.environ.get("SGNB_BROWSER_NOTEBOOK", "00_widgets_smoke.ipynb")
+IS_SMOKE = NOTEBOOK == "00_widgets_smoke.ipynb"
+
+# What the page shows right now: every program view, every cache tree, the code cells' prompts, errors.
+OBSERVE_JS = """() => {
+  const views = [...document.querySelectorAll('.sgnb-pv')].map((el) => ({
+    title: el.querySelector('.sgnb-title')?.textContent || '',
+    status: el.dataset.status,
+    numStates: Number(el.dataset.numStates || 0),
+    chars: Number(el.querySelector('.sgnb-pv-text')?.dataset.chars || 0),
+    forkNodes: el.querySelectorAll('.sgnb-fork-node').length,
+    spans: [...el.querySelectorAll('.sgnb-pv-text .sgnb-span')].map((s) => s.dataset.var),
+    kinds: [...new Set([...el.querySelectorAll('.sgnb-pv-text .sgnb-tok')].map((t) => t.dataset.kind))],
+  }));
+  const caches = [...document.querySelectorAll('.sgnb-ct')].map((el) => ({
+    numNodes: Number(el.dataset.numNodes || 0),
+    numShown: Number(el.dataset.numShown || 0),
+    rows: el.querySelectorAll('.sgnb-ct-node').length,
+    updates: Number(el.dataset.updates || 0),
+  }));
+  const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map((p) => p.textContent.trim());
+  const errors = [...document.querySelectorAll('[data-mime-type="application/vnd.jupyter.error"]')]
+    .map((e) => e.textContent.slice(0, 2000));
+  return {views, caches, prompts, errors};
+}"""
+
+
+def _all_ran(obs: dict) -> bool:
+    return bool(obs["prompts"]) and all(p.startswith("[") and p[1:-2].strip().isdigit() for p in obs["prompts"])
+
+
+def test_notebook_widgets_render_and_update_live(page, jupyter_lab, screenshots):
+    import httpx
+
+    began = time.monotonic()
+    # start the notebook's kernel through the REST API, so the page opens attached to it (no kernel dialog)
+    session = httpx.post(f"{jupyter_lab}/api/sessions", json={
+        "path": NOTEBOOK, "name": NOTEBOOK, "type": "notebook", "kernel": {"name": "python3"}}, timeout=60)
+    assert session.status_code == 201, session.text
+    page.goto(f"{jupyter_lab}/lab/tree/{NOTEBOOK}?reset")
+    page.wait_for_selector(".jp-Notebook .jp-CodeCell")
+    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90_000)
+    page.wait_for_timeout(1000)
+    if page.locator(".jp-Dialog").count():  # a kernel picker despite the running session: accept its default
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+
+    observations: list[tuple[float, dict]] = []
+    mid_shot = screenshots / "jupyterlab_running.png"
+    took_mid_shot = False
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        obs = page.evaluate(OBSERVE_JS)
+        observations.append((time.monotonic(), obs))
+        if obs["errors"]:
+            page.screenshot(path=str(screenshots / "jupyterlab_error.png"), full_page=True)
+            pytest.fail(f"a cell raised: {obs['errors'][0]}")
+        running = [i for i, v in enumerate(obs["views"]) if v["status"] == "running" and "generated" in v["kinds"]]
+        if running and not took_mid_shot:  # a program view caught while its text streams in
+            live = page.locator(".sgnb-pv").nth(running[-1])
+            live.scroll_into_view_if_needed()
+            live.screenshot(path=str(mid_shot))
+            took_mid_shot = True
+        if _all_ran(obs) and obs["views"] and all(v["status"] == "finished" for v in obs["views"]):
+            break
+        time.sleep(0.15)
+    else:
+        page.screenshot(path=str(screenshots / "jupyterlab_timeout.png"), full_page=True)
+        pytest.fail(f"the notebook did not finish in time; last observation: {observations[-1][1]}")
+    final = observations[-1][1]
+    page.screenshot(path=str(screenshots / "jupyterlab_final.png"), full_page=True)
+
+    # --- program views: every state of the fork tree is listed; text and token marks rendered
+    assert final["views"], "no program view rendered"
+    for view in final["views"]:
+        assert view["forkNodes"] == view["numStates"] >= 1
+        assert view["chars"] > 0 and "generated" in view["kinds"]
+        assert {"computed", "cache"} & set(view["kinds"]), f"prompt tokens unmarked in {view}"
+    # --- it updated during generation: one view's text grew over several observations while running
+    growth: dict[int, list[int]] = {}
+    for _, obs in observations:
+        for i, view in enumerate(obs["views"]):
+            if view["status"] == "running":
+                growth.setdefault(i, []).append(view["chars"])
+    best = max(growth.values(), key=lambda xs: len(set(xs)), default=[])
+    assert len(set(best)) >= 3 and best == sorted(best), f"no program view grew live: {growth}"
+    # --- cache tree: one row per node shown; it changed while the programs ran
+    assert final["caches"], "no cache tree rendered"
+    cache = final["caches"][0]
+    assert cache["rows"] == cache["numShown"] == min(cache["numNodes"], cache["numShown"]) and cache["numNodes"] > 1
+    first_seen = next(obs["caches"][0] for _, obs in observations if obs["caches"])
+    assert cache["numNodes"] > first_seen["numNodes"] and cache["updates"] > first_seen["updates"]
+
+    if IS_SMOKE:
+        facts = next(v for v in final["views"] if v["title"] == "facts")
+        assert facts["numStates"] == facts["forkNodes"] == 4  # root + 3 forks
+        assert facts["spans"] == ["summary", "confident"]
+        story = next(v for v in final["views"] if v["title"] == "story")
+        assert story["numStates"] == 1 and story["spans"] == ["story"]
+        printed = page.locator(".jp-OutputArea-output", has_text="cache nodes").last.inner_text()
+        assert printed.startswith(f"{cache['numNodes']} cache nodes"), (printed, cache)
+
+    _check_interactions(page, screenshots)
+    assert time.monotonic() - began < 240
+
+
+def _check_interactions(page, screenshots) -> None:
+    view = page.locator(".sgnb-pv").first
+    view.scroll_into_view_if_needed()
+    # hover a generated token: its logprob and the top alternatives
+    token = view.locator('.sgnb-tok[data-has-logprob="true"]').first
+    token.hover()
+    tip = view.locator(".sgnb-tip")
+    tip.wait_for(state="visible")
+    assert "logprob" in tip.inner_text() and "top alternatives" in tip.inner_text()
+    view.screenshot(path=str(screenshots / "program_view_hover.png"))
+    # click a forked state in the fork tree: the text panel shows that state
+    nodes = view.locator(".sgnb-fork-node")
+    if nodes.count() > 1:
+        child = nodes.nth(1)
+        child_id = child.get_attribute("data-state")
+        child.click()
+        view.locator(f'.sgnb-pv-text[data-state="{child_id}"]').wait_for()
+        assert child.get_attribute("data-selected") == "true"
+        view.screenshot(path=str(screenshots / "program_view_fork.png"))
+    # click the deepest cache node: the kernel answers with the node's full text (the notebook is idle now)
+    cache = page.locator(".sgnb-ct").first
+    cache.scroll_into_view_if_needed()
+    rows = cache.locator(".sgnb-ct-node")
+    leaf = rows.nth(rows.count() - 1)
+    leaf.click()
+    full = cache.locator(".sgnb-ct-detail .sgnb-ct-fulltext")
+    full.wait_for(timeout=30_000)
+    excerpt = json.loads(leaf.locator(".sgnb-ct-text").inner_text()).rstrip("…")
+    assert excerpt and excerpt in full.inner_text()
+    cache.screenshot(path=str(screenshots / "cache_tree.png"))

@@ -1,0 +1,161 @@
+"""CacheTree's Python-side state after known requests on SmolLM2: nodes, hit counts, locks, LRU, clicks."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sgnb.widgets import CacheTree
+
+pytestmark = pytest.mark.slow
+
+GREEDY = {"max_new_tokens": 3, "temperature": 0}
+PROMPT_A = "Widget test: the radix tree keeps shared prefixes once. First branch goes left"
+PROMPT_B = "Widget test: the radix tree keeps shared prefixes once. Second branch goes right"
+
+
+def _common_len(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _by_id(tree: CacheTree) -> dict[int, dict]:
+    return {n["id"]: n for n in tree.cache["nodes"]}
+
+
+def _path(nodes: dict[int, dict], node_id: int) -> list[dict]:
+    out = []
+    while node_id is not None:
+        out.append(nodes[node_id])
+        node_id = nodes[node_id]["parent"]
+    return out[::-1]
+
+
+def test_nodes_and_hit_counts_follow_known_requests(engine):
+    assert engine.flush_cache()
+    tree = CacheTree(engine, live=False)
+    assert tree.cache["num_nodes"] == 1 and tree.cache["cached_tokens"] == 0  # just the root
+    a = engine.generate(PROMPT_A, GREEDY)
+    tree.refresh()
+    nodes = _by_id(tree)
+    [leaf_a] = [n for n in nodes.values() if n["num_children"] == 0]
+    chain = _path(nodes, leaf_a["id"])
+    # one chain (the prompt committed at prefill, then the output): every token whose KV was computed,
+    # i.e. prompt + completion - 1 (the last sampled token was never fed back)
+    assert len(chain) == tree.cache["num_nodes"] and chain[0]["parent"] is None
+    assert leaf_a["depth_tokens"] == a["meta_info"]["prompt_tokens"] + a["meta_info"]["completion_tokens"] - 1
+    assert all(n["hit_count"] == 0 and n["lock_ref"] == 0 for n in chain)
+    assert leaf_a["lru_rank"] == 0 and tree.cache["evictable_tokens"] == tree.cache["cached_tokens"]
+
+    b = engine.generate(PROMPT_B, GREEDY)
+    tree.refresh()
+    ids_a, ids_b = engine.tokenizer.encode(PROMPT_A), engine.tokenizer.encode(PROMPT_B)
+    shared_len = _common_len(ids_a, ids_b)
+    assert b["meta_info"]["cached_tokens"] == shared_len
+    nodes = _by_id(tree)
+    [shared] = [n for n in nodes.values() if n["parent"] == 0]
+    assert shared["num_tokens"] == shared_len and shared["num_children"] == 2 and shared["hit_count"] == 1
+    assert tree.cache["num_nodes"] == 2 * len(chain)  # the old chain split once, B's chain beside it
+    leaves = sorted((n for n in nodes.values() if n["num_children"] == 0), key=lambda n: n["lru_rank"])
+    assert [n["lru_rank"] for n in leaves] == [0, 1]
+    assert leaves[0]["id"] == leaf_a["id"], "A's branch was used longest ago: it is evicted first"
+    assert all(_path(nodes, leaf["id"])[1]["id"] == shared["id"] for leaf in leaves)
+    assert tree.cache["cached_tokens"] == sum(n["num_tokens"] for n in nodes.values())
+    assert tree.cache["hit_rate"] == pytest.approx(engine.stats()["cache_hit_rate"])
+
+    a2 = engine.generate(PROMPT_A, GREEDY)  # A's prompt is cached now
+    tree.refresh()
+    nodes = _by_id(tree)
+    assert a2["meta_info"]["cached_tokens"] > shared_len
+    assert nodes[shared["id"]]["hit_count"] == 2
+    below = _path(nodes, leaf_a["id"])[2]  # the next node on A's branch, matched by the rerun
+    assert below["hit_count"] == 1 and below["depth_tokens"] == a2["meta_info"]["cached_tokens"]
+    assert nodes[leaf_a["id"]]["lru_rank"] == 1  # A is now the most recently used leaf
+
+
+def test_running_request_locks_its_path_and_live_updates_follow(engine):
+    assert engine.flush_cache()
+    created = time.monotonic()
+    tree = CacheTree(engine, interval=0.1)
+    before = tree.num_updates
+    stream = engine.generate(PROMPT_A, {"max_new_tokens": 24, "temperature": 0, "ignore_eos": True}, stream=True)
+    next(stream)  # the prompt is prefilled and committed to the tree
+    locked_seen = running_seen = False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (locked_seen and running_seen):
+        c = tree.cache
+        locked_seen |= c["num_locked_nodes"] > 0 and c["protected_tokens"] > 0
+        running_seen |= c["num_running"] == 1
+        time.sleep(0.05)
+    for _ in stream:
+        pass
+    time.sleep(0.5)  # let the poller see the finished state
+    tree.stop()
+    elapsed = time.monotonic() - created
+    assert locked_seen and running_seen, "the live tree should show the running request's locked path"
+    c = tree.cache
+    assert c["num_running"] == 0 and c["num_locked_nodes"] == 0 and c["protected_tokens"] == 0
+    assert c["evictable_tokens"] == c["cached_tokens"] > 0
+    assert tree.num_updates > before + 1
+    # throttled: at most one update per interval
+    assert tree.num_updates - before <= elapsed / 0.1 + 1
+    assert not tree.is_live
+
+
+def test_unchanged_engine_sends_no_update(engine):
+    tree = CacheTree(engine, live=False)
+    n = tree.num_updates
+    assert tree.refresh() is False and tree.num_updates == n
+
+
+def test_clicking_a_node_shows_its_full_text(engine):
+    assert engine.flush_cache()
+    a = engine.generate(PROMPT_A, GREEDY)
+    tree = CacheTree(engine, live=False)
+    [leaf] = [n for n in tree.cache["nodes"] if n["num_children"] == 0]
+    tree.selected_node = leaf["id"]  # what a click in the browser sets
+    assert tree.selected_text.startswith(PROMPT_A)
+    assert a["text"].startswith(tree.selected_text[len(PROMPT_A):])
+    assert tree.selected_info == {"id": leaf["id"], "num_tokens": leaf["depth_tokens"], "error": None}
+    assert engine.flush_cache()
+    tree.selected_node = -1
+    tree.selected_node = leaf["id"]  # evicted meanwhile
+    assert "no node with id" in tree.selected_info["error"] and tree.selected_text == ""
+
+
+def test_static_and_rich_views_show_the_same_tree(engine):
+    from html.parser import HTMLParser
+
+    from rich.console import Console
+
+    assert engine.flush_cache()
+    engine.generate(PROMPT_A, GREEDY)
+    engine.generate(PROMPT_B, GREEDY)
+    tree = CacheTree(engine, live=False)
+
+    rows: list[dict] = []
+
+    class Rows(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if attrs.get("class") == "sgnb-cache-node":
+                rows.append(attrs)
+
+    Rows().feed(tree.static_html())
+    assert len(rows) == tree.cache["num_nodes"] >= 4
+    assert {int(r["data-node"]): int(r["data-hits"]) for r in rows} == {
+        n["id"]: n["hit_count"] for n in tree.cache["nodes"]}
+    console = Console(record=True, width=200)
+    console.print(tree)
+    text = console.export_text()
+    assert f"{len(rows)} nodes" in text and "Second branch" in text and "First branch" in text
+
+
+def test_bad_arguments_are_refused(engine):
+    with pytest.raises(ValueError, match="needs an engine with snapshot"):
+        CacheTree(object())
+    with pytest.raises(ValueError, match="max_nodes must be >= 1"):
+        CacheTree(engine, max_nodes=0)
