@@ -13,6 +13,7 @@ import tempfile
 import threading
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -37,32 +38,41 @@ def fsm_cache_key(pattern: str, vocab_fingerprint: str) -> str:
 
 
 class LRUCache(Generic[K, V]):
-    """A small thread-safe LRU map."""
+    """A small thread-safe LRU map bounded by entry count and by total weight (e.g. bytes)."""
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, max_weight: float = float("inf"),
+                 weigh: Callable[[V], float] = lambda value: 0.0) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
-        self.max_entries = max_entries
-        self._data: OrderedDict[K, V] = OrderedDict()
+        self.max_entries, self.max_weight, self._weigh = max_entries, max_weight, weigh
+        self._data: OrderedDict[K, tuple[V, float]] = OrderedDict()
+        self._weight = 0.0
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
         with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
+            item = self._data.get(key)
+            if item is None:
+                return None
+            self._data.move_to_end(key)
+            return item[0]
 
     def put(self, key: K, value: V) -> None:
+        weight = self._weigh(value)
         with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._weight -= old[1]
+            self._data[key] = (value, weight)
+            self._weight += weight
+            while len(self._data) > 1 and (len(self._data) > self.max_entries or self._weight > self.max_weight):
+                _, (_, evicted) = self._data.popitem(last=False)  # the newest entry always stays
+                self._weight -= evicted
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._weight = 0.0
 
     def __len__(self) -> int:
         return len(self._data)

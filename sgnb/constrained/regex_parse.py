@@ -1,16 +1,16 @@
-"""Parse a Python regex into an interegular pattern whose language stays inside Python's.
+"""Parse a Python regex with interegular's parser, into a tree whose language stays inside Python's.
 
-interegular parses regexes into character FSMs but differs from Python's `re` in a few places
-that matter for constrained decoding: it has no `\\uXXXX` escapes, its `\\d`, `\\w`, `\\s` are
-ASCII, it takes `[]` as an empty class, and it combines negated class items loosely. Everything
-the FSM accepts must satisfy `re.fullmatch(pattern, text)`, so this module:
+Only interegular's parser is used (char_dfa.py builds the automaton). Its reading differs
+from Python's `re` in places that matter for constrained decoding; everything the FSM accepts
+must satisfy `re.fullmatch(pattern, text)`, so this module:
 
 - validates the pattern with `re.compile` first (a Python syntax error is a ConstraintError);
-- rewrites `\\uXXXX`, `\\UXXXXXXXX`, `\\N{NAME}` into literals and a leading `]` in a class into `\\]`;
+- pre-scans it (regex_rewrite.py) for `\\uXXXX`, `\\N{...}`, literal `]` / `{`, comments, possessives;
 - gives every class escape a lower and an upper approximation of Python's Unicode set and
   builds classes with exact set algebra, keeping the lower one. Positive `\\d`, `\\w`, `\\s`
   mean their ASCII members (what people mean, and a subset of Python's); negated forms
   (`\\D`, `[^\\d]`, ...) exclude every character Python would count in the class;
+- expands IGNORECASE into explicit case-closed classes exactly as `re` folds case;
 - refuses lookaround, backreferences, anchors and conditionals with a clear error.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import _sre
 import functools
 import re
-import unicodedata
 import warnings
 from collections.abc import Callable
 
@@ -38,6 +37,7 @@ from interegular.patterns import (
 from interegular.utils.simple_parser import NoMatch, nomatch
 
 from sgnb.constrained.errors import ConstraintError
+from sgnb.constrained.regex_rewrite import rewrite_python_escapes
 
 try:  # extra case equivalences `re` applies under IGNORECASE (e.g. 's' ~ 'ſ', 'k' ~ Kelvin sign)
     from re._casefix import _EXTRA_CASES
@@ -175,90 +175,6 @@ class _PythonSemanticsParser(_ParsePattern):
         return _ClassItem((frozenset(map(chr, range(low, high + 1))), False))
 
 
-_HEX = "0123456789abcdefABCDEF"
-_REPEAT = re.compile(r"\{(?:[0-9]+(?:,[0-9]*)?|,[0-9]*)\}")
-
-
-def _literal(char: str) -> str:
-    """A regex atom matching exactly `char`, safe inside and outside bracket classes."""
-    code = ord(char)
-    if code <= 0xFF:
-        return f"\\x{code:02x}"
-    return char  # non-ASCII characters are never special
-
-
-def _rewrite(pattern: str) -> str:
-    """Rewrite the escapes interegular lacks; keep everything else byte for byte."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    in_class = False
-    after_quantifier = False  # the previous item was a quantifier (*, +, ?, {m,n})
-    while i < n:
-        c = pattern[i]
-        if c == "\\" and i + 1 < n:
-            e = pattern[i + 1]
-            if e == "u" and i + 6 <= n and all(h in _HEX for h in pattern[i + 2 : i + 6]):
-                out.append(_literal(chr(int(pattern[i + 2 : i + 6], 16))))
-                i += 6
-                continue
-            if e == "U" and i + 10 <= n and all(h in _HEX for h in pattern[i + 2 : i + 10]):
-                out.append(_literal(chr(int(pattern[i + 2 : i + 10], 16))))
-                i += 10
-                continue
-            if e == "N" and pattern.startswith("{", i + 2) and "}" in pattern[i + 3 :]:
-                end = pattern.index("}", i + 3)
-                out.append(_literal(unicodedata.lookup(pattern[i + 3 : end])))
-                i = end + 1
-                continue
-            out.append(pattern[i : i + 2])
-            i += 2
-            after_quantifier = False
-            continue
-        if in_class:
-            if c == "]":
-                in_class = False
-            out.append(c)
-            i += 1
-            continue
-        if c == "[":
-            in_class = True
-            after_quantifier = False
-            out.append(c)
-            i += 1
-            if i < n and pattern[i] == "^":
-                out.append("^")
-                i += 1
-            if i < n and pattern[i] == "]":  # Python: a leading ']' is a literal
-                out.append("\\]")
-                i += 1
-            continue
-        if pattern.startswith("(?#", i):  # comment group
-            i = pattern.index(")", i) + 1
-            continue
-        if c in "*+?" and after_quantifier and out[-1] != "(":
-            if c == "+":  # Python 3.11 possessive quantifier: changes the language
-                raise ConstraintError(f"unsupported regex feature in {pattern!r}: possessive quantifiers")
-            after_quantifier = False  # lazy modifier: same language under fullmatch
-            out.append(c)
-            i += 1
-            continue
-        if c == "{":
-            repeat = _REPEAT.match(pattern, i)
-            if repeat is None:  # Python: a '{' that starts no {m,n} is a literal
-                out.append("\\{")
-                i += 1
-                after_quantifier = False
-                continue
-            out.append(repeat.group())
-            i = repeat.end()
-            after_quantifier = True
-            continue
-        after_quantifier = c in "*+?" and not (out and out[-1] == "(")
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
 @functools.lru_cache(maxsize=1)
 def _lowercase_preimages() -> dict[int, tuple[int, ...]]:
     """For every code point x that is the simple lowercase of another one: all c with
@@ -334,7 +250,7 @@ def parse_regex(pattern: str) -> Pattern:
             re.compile(pattern)
     except re.error as exc:
         raise ConstraintError(f"invalid regex {pattern!r}: {exc}") from None
-    rewritten = _rewrite(pattern)
+    rewritten = rewrite_python_escapes(pattern)
     try:
         parsed = _PythonSemanticsParser(rewritten).parse()
     except Unsupported as exc:

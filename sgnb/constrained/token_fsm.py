@@ -72,6 +72,13 @@ class TokenFSM:
     def __repr__(self) -> str:
         return f"TokenFSM({self.pattern[:60]!r}, num_states={self.num_states}, num_edges={self.stats['num_edges']})"
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the DFA and index arrays."""
+        dfa, index = self._dfa, self._index
+        return sum(a.nbytes for a in (dfa.transitions, dfa.accepting, index.state_ptr, index.token_ids,
+                                      index.next_states, index.max_token_len, index.live))
+
     def _check(self, state: int) -> None:
         if not 0 <= state < self.num_states:
             raise ValueError(f"invalid FSM state {state} (this FSM has {self.num_states} states)")
@@ -183,7 +190,9 @@ class TokenFSM:
                    tuple(int(t) for t in arrays["eos_token_ids"]), compile_seconds, loaded_from_disk=True)
 
 
-_MEMORY_CACHE: LRUCache[tuple[str, str], TokenFSM] = LRUCache(max_entries=128)
+# at most 128 compiled FSMs and 1 GiB of index arrays in memory
+_MEMORY_CACHE: LRUCache[tuple[str, str], TokenFSM] = LRUCache(max_entries=128, max_weight=2**30,
+                                                               weigh=lambda fsm: fsm.nbytes)
 _COMPILE_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sgnb.constrained.errors import ConstraintError
-from sgnb.constrained.json_schema import INTEGER, NUMBER, STRING
+from sgnb.constrained.json_regex import INTEGER, NUMBER, STRING
 from sgnb.constrained.regex_text import escape_literal
 
 # int()/float()-parseable numbers; Python's bool spelling; a JSON string literal (json.loads-able).

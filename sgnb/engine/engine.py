@@ -184,6 +184,7 @@ class Engine:
                     raise ValueError(f"request id {req.rid!r} is already in use")
             for req in reqs:
                 self._reqs[req.rid] = req
+                self.counters.num_forced_tokens += len(req.output_ids)
             self._inbox += reqs
             self._cv.notify_all()
         return reqs, is_single
@@ -219,6 +220,11 @@ class Engine:
 
             req.constraint = build_constraint(sp, self)
         req.detok = postprocess.make_detokenizer(self.tokenizer, sp)
+        if req.constraint is not None and not is_score:
+            # text every output must start with goes straight into the prompt's prefill
+            req.output_ids += req.constraint.jump_forward(req)
+            req.detok.update(req.output_ids)
+            req.text = req.detok.text
         return req
 
     # ------------------------------------------------------------------ waiting

@@ -116,5 +116,6 @@ class Req:
                 meta["input_top_logprobs"] = self.input_top_logprobs
                 meta["output_top_logprobs"] = self.output_top_logprobs
         if self.constraint is not None:
+            meta["constraint"] = self.constraint.summary()
             meta["constraint_trace"] = self.constraint.trace
         return meta

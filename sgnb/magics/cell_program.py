@@ -24,7 +24,7 @@ from collections import ChainMap
 from typing import Any, Callable
 
 from sgnb.lang.ir import Expr as IrExpr
-from sgnb.lang.ir import Gen, RoleBegin, RoleEnd, Select
+from sgnb.lang.ir import Constant, Gen, RoleBegin, RoleEnd, Select
 from sgnb.lang.interpreter import ProgramError
 from sgnb.lang.state import ProgramState
 from sgnb.lang.tracer import StopTracing
@@ -53,7 +53,7 @@ class CellProgram:
     def __init__(self, source: str, namespace: dict | None = None, first_line: int = 1) -> None:
         self.template = parse_cell(source, first_line)
         self.namespace = namespace if namespace is not None else {}
-        # executor -> (spans it had when the walk started, the cell node of each primitive submitted since)
+        # executor -> (spans it had when the walk started, [(node, is_primitive, name)] submitted since)
         self.submitted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
@@ -81,24 +81,41 @@ class CellProgram:
         if isinstance(error, SglError):
             return error
         message = f"{type(error).__name__}: {error}"
-        located: SglError = SglRuntimeError(message)
-        entry = self.primitive_nodes(executor)
-        if entry is not None:
-            num_spans_before, primitive_nodes = entry
-            index = len(executor.spans) - num_spans_before  # primitives run in order; this one did not finish
-            if 0 <= index < len(primitive_nodes):
-                node = primitive_nodes[index]
-                template = self.template
-                located = SglRuntimeError(message, template.source, node.start, node.end, template.first_line)
+        node = self._failed_node(executor)
+        template = self.template
+        located = SglRuntimeError(message) if node is None else \
+            SglRuntimeError(message, template.source, node.start, node.end, template.first_line)
         located.__cause__ = error
         return located
 
-    def primitive_nodes(self, executor: Any) -> tuple[int, list[n.Expr]] | None:
-        """`(num_spans_before, nodes)` recorded for a state's executor, for locating runtime errors."""
-        with self._lock:
-            return self.submitted.get(executor)
+    def _failed_node(self, executor: Any) -> Any:
+        """The `{...}` whose primitive failed on `executor`, or None when that cannot be told for sure.
 
-    def _register(self, state: Any, node: n.Expr | None, count: int = 0) -> None:
+        Primitives execute in order and each success records one span, so after `k` recorded spans the `k`-th
+        primitive is the one that failed, provided the spans match the submitted primitives by name (a
+        sub-program call would add spans of its own) and nothing else that can fail (a role or fork inserted
+        between the two primitives) was submitted in between.
+        """
+        with self._lock:
+            entry = self.submitted.get(executor)
+            if entry is None:
+                return None
+            num_spans_before, items = entry[0], list(entry[1])
+        spans = executor.spans[num_spans_before:]
+        primitives = [i for i, item in enumerate(items) if item[1]]
+        k = len(spans)
+        if k >= len(primitives):
+            return None
+        if any(span.get("name") != items[i][2] for span, i in zip(spans, primitives)):
+            return None
+        lo = primitives[k - 1] if k else -1
+        hi = primitives[k]
+        if any(not items[j][1] for j in range(lo + 1, hi)):
+            return None
+        return items[hi][0]
+
+    def _register(self, state: Any, node: Any = None, value: Any = None) -> None:
+        """Remember what `node` submitted to `state` (for `_failed_node`); with no node, start the record."""
         if not isinstance(state, ProgramState):  # tracing (TracerState) or a duck-typed state
             return
         executor = state.stream_executor
@@ -109,8 +126,14 @@ class CellProgram:
                     return
                 entry = (len(executor.spans), [])
                 self.submitted[executor] = entry
-            if node is not None:
-                entry[1].extend([node] * count)
+            if node is None:
+                return
+            items = value.flatten() if isinstance(value, IrExpr) else [value]
+            for item in items:
+                if isinstance(item, (Gen, Select)):
+                    entry[1].append((node, True, item.name))
+                elif not isinstance(item, Constant):  # roles, images, fork commits: can fail too
+                    entry[1].append((node, False, None))
 
 
 class _Scope:
@@ -273,11 +296,11 @@ class _Walk:
     def expr(self, node: n.Expr) -> None:
         self.flush()  # the expression may append to `s` itself (a sub-program call)
         value = self.eval(node.expr)
-        if value is None:
+        if value is None:  # maybe a sub-program call that appended by itself
+            self.program._register(self.state, node, "maybe a sub-program")
             return
         if isinstance(value, IrExpr):
-            num_primitives = sum(isinstance(x, (Gen, Select)) for x in value.flatten())
-            self.program._register(self.state, node, num_primitives)
+            self.program._register(self.state, node, value)
             self._append(value)
             self.at_role_start = False
             return
@@ -318,6 +341,8 @@ class _Walk:
         self.flush()
         if not items:
             return
+        if len(items) > 1:
+            self.program._register(self.state, node, "fork commit")  # the shared prefix is committed first
         forks = self.state.fork(len(items))
         for item, child in zip(items, forks):
             layer: dict[str, Any] = {}

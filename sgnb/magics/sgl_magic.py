@@ -169,6 +169,8 @@ class SglMagics(Magics):
         opts = _option_parser().parse_args(argv)
         if opts.out is not None and not opts.out.isidentifier():
             raise SglUsageError(f"%%sgl: --out needs a variable name, got {opts.out!r}")
+        if opts.model is not None and opts.backend is not None:
+            raise SglUsageError("%%sgl: pass --model or --backend, not both")
         if header is not None and opts.batch is None and opts.out is not None:
             raise SglUsageError("%%sgl: --out applies to a cell that runs (no NAME, or --batch)")
         namespace = self.shell.user_ns

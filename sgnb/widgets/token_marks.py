@@ -6,7 +6,8 @@ Every character of a state's text gets one segment kind:
 - ``computed``: prompt tokens the engine had to prefill;
 - ``generated``: tokens the model sampled (or, for ``select``, the chosen option);
 - ``forced``: tokens appended by jump-forward of a constraint (``constraint_trace`` steps with ``forced``);
-- ``prompt``: prompt text whose cache status the backend did not report;
+- ``prompt``: prompt text whose cache status the backend did not report (e.g. a prefix committed before a
+  fork, when the state's snapshot has no ``commit`` span for it);
 - ``pending``: text already sent (or being sent) to the model whose result has not arrived yet;
 - ``unsent``: text after the last gen/select of a finished state, never sent to the model.
 
@@ -20,7 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 TOKEN_KINDS = ("cache", "computed", "generated", "forced", "prompt", "pending", "unsent")
-_MODEL_SPANS = ("gen", "select")
+# spans whose request saw the text before them; "commit" (a prefix committed before a fork) has no output
+_MODEL_SPANS = ("gen", "select", "commit")
 
 
 def mark_tokens(snap: dict, tokenizer: Any = None, memo: dict | None = None) -> list[dict]:
@@ -47,8 +49,11 @@ def mark_tokens(snap: dict, tokenizer: Any = None, memo: dict | None = None) -> 
                              f"an earlier span or leave the text ({len(text)} chars)")
         meta = _first_choice(span.get("meta_info") or {})
         segments += _prompt_segments(text, cursor, start, meta, tokenizer, memo)
-        segments += _output_segments(text, start, end, span, index, meta)
-        cursor = end
+        if span["kind"] != "commit":
+            segments += _output_segments(text, start, end, span, index, meta)
+            cursor = end
+        else:
+            cursor = start
     segments += _tail_segments(snap, text, cursor)
     return [s for s in segments if s["end"] > s["start"]]
 
@@ -218,5 +223,12 @@ def _tail_segments(snap: dict, text: str, cursor: int) -> list[dict]:
             {"start": split, "end": len(text), "kind": "generated", "num_tokens": None, "span": None, "var": name,
              "streaming": True},
         ]
+    segments = []
+    # text before a fork point went to the model (the fork commits it to the cache) even with no span after it
+    forked_at = max((int(c.get("fork_start") or 0) for c in snap.get("children") or []), default=0)
+    if forked_at > cursor:
+        segments.append({"start": cursor, "end": forked_at, "kind": "prompt", "num_tokens": None, "span": None})
+        cursor = forked_at
     kind = "unsent" if snap.get("is_finished") or snap.get("error") else "pending"
-    return [{"start": cursor, "end": len(text), "kind": kind, "num_tokens": None, "span": None}]
+    segments.append({"start": cursor, "end": len(text), "kind": kind, "num_tokens": None, "span": None})
+    return segments

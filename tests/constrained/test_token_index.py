@@ -162,3 +162,26 @@ def test_concurrent_compiles_of_one_pattern_share_one_result(vocab):
     for t in threads:
         t.join()
     assert len(results) == 4 and all(r is results[0] for r in results)
+
+
+def test_lru_cache_evicts_by_count_and_weight():
+    from sgnb.constrained.fsm_cache import LRUCache
+
+    cache: LRUCache[str, int] = LRUCache(max_entries=3, max_weight=10, weigh=lambda v: v)
+    for key, value in [("a", 1), ("b", 2), ("c", 3)]:
+        cache.put(key, value)
+    assert cache.get("a") == 1  # a is now the most recent
+    cache.put("d", 1)  # over 3 entries: evicts b, the least recent
+    assert cache.get("b") is None and len(cache) == 3
+    cache.put("e", 8)  # 4 entries: evicts c; a + d + e weigh 10, within the budget
+    assert cache.get("c") is None and len(cache) == 3
+    cache.put("f", 2)  # evicts a (count), then d (weight 11 > 10)
+    assert [cache.get(k) for k in "adef"] == [None, None, 8, 2]
+    cache.put("huge", 50)  # heavier than the budget alone: kept, everything else goes
+    assert len(cache) == 1 and cache.get("huge") == 50
+
+
+def test_empty_string_pattern_finishes_at_once(vocab):
+    fsm = compile_regex("", vocab)
+    assert fsm.is_finished(fsm.initial_state)
+    assert fsm.allowed_token_ids(fsm.initial_state).tolist() == list(vocab.eos_token_ids)

@@ -94,3 +94,15 @@ def test_runtime_error_in_a_fork_child_points_at_the_childs_primitive(engine):
     assert isinstance(err, SglRuntimeError)
     assert (err.line, err.column) == (4, 7)
     assert err.__cause__ is not None
+
+
+@pytest.mark.slow
+def test_runtime_error_is_not_blamed_on_a_primitive_when_something_else_failed(engine):
+    ns = {"sgl": sgl}
+    f = compile_cell('@user Hi {sgl.user_begin()} there {gen("x", max_tokens=1)}', "f", ns,
+                     backend_factory=lambda: engine)
+    state = f.run(stream=True)
+    state.stream_executor.wait_finished()
+    err = f.program.runtime_error(state)
+    assert isinstance(err, SglRuntimeError) and "cannot open role 'user'" in err.message
+    assert err.line is None  # the role expression failed, not the gen after it

@@ -168,6 +168,7 @@ def test_header_error_points_into_the_magic_line(ip):
     ("--batch [1, 2]", "must give a list of argument dicts"),
     ("named(a) --batch [dict(b=1)]", "missing a required argument: 'a'"),
     ("--backend 42", "expected a backend"),
+    ("--backend engine --model smollm2-135m", "pass --model or --backend, not both"),
     ("--backend no_such_engine", "--backend 'no_such_engine' failed: NameError"),
 ])
 def test_usage_errors_name_the_problem(ip, line, message):

@@ -169,3 +169,33 @@ def test_forced_tokens_come_from_the_constraint_trace():
     assert out == [('{"', "forced", None), ('a": ', "forced", None), ("4", "generated", -0.5),
                    ("2", "generated", -0.25), ("}", "forced", None)]
     assert count_marks(segments)["forced"] == 3
+
+
+def test_text_before_a_fork_counts_as_sent_even_without_a_later_gen(engine, backend, run_traced):
+    import sgnb as sgl
+
+    @sgl.function
+    def fork_only(s):
+        s += "Two animals:"
+        forks = s.fork(2)
+        for f in forks:
+            f += " a" + sgl.gen("animal", max_tokens=3, ignore_eos=True)
+        forks.join()
+        s += " The end."
+
+    snap = wait_finished(run_traced(fork_only))
+    segments = mark_tokens(snap, engine.tokenizer)
+    fork_at = snap["children"][0]["fork_start"]
+    assert [(s["kind"], s["start"], s["end"]) for s in segments] == [
+        ("prompt", 0, fork_at), ("unsent", fork_at, len(snap["text"]))]
+
+
+def test_a_commit_span_marks_the_prefix_it_sent():
+    # what the interpreter can record for a fork's commit: the prefix request's cache accounting
+    text = "Shared prefix. Then more"
+    snap = {"text": text, "is_finished": True, "partial_variables": {}, "children": [],
+            "spans": [{"name": None, "kind": "commit", "start": 14, "end": 14,
+                       "meta_info": {"prompt_tokens": 3, "cached_tokens": 0}}]}
+    segments = mark_tokens(snap)
+    assert [(s["kind"], text[s["start"]:s["end"]]) for s in segments] == [
+        ("computed", "Shared prefix."), ("unsent", " Then more")]

@@ -90,26 +90,23 @@ function render({ model, el }) {
     );
   }
 
-  function drawText(state) {
-    const stick = textBox.scrollTop + textBox.clientHeight >= textBox.scrollHeight - 4;
-    if (!state) { textBox.replaceChildren(); return; }
-    textBox.dataset.state = state.id;
-    textBox.dataset.chars = String(state.text.length);
+  // One state's marked text from char `since` on; gen/select spans are wrapped and labelled.
+  function markedText(state, since) {
     const frag = document.createDocumentFragment();
     let group = null;
     let groupIndex = null;
     let groupStreaming = false;
     for (const seg of state.segments) {
-      const text = state.text.slice(seg.start, seg.end);
+      if (seg.end <= since) continue;
       const tok = h("span", { class: "sgnb-tok", "data-kind": seg.kind,
         "data-has-logprob": seg.logprob !== undefined && seg.logprob !== null });
-      if (state.depth > 0 && seg.end <= state.fork_start) tok.classList.add("sgnb-inherited");
-      tok.textContent = text;
+      let piece = state.text.slice(Math.max(seg.start, since), seg.end);
+      if (since > 0 && seg.start <= since) piece = piece.replace(/^\n/, "");  // a fork block starts on its own line
+      tok.textContent = piece;
       tok.addEventListener("mousemove", (e) => { e.stopPropagation(); showTip(e, tokenTip(seg)); });
       const index = seg.span ?? null;
       const streaming = !!seg.streaming;
-      const inVar = index !== null || streaming;
-      if (!inVar) { group = null; groupIndex = null; frag.append(tok); continue; }
+      if (index === null && !streaming) { group = null; groupIndex = null; frag.append(tok); continue; }
       if (group === null || index !== groupIndex || streaming !== groupStreaming) {
         const span = index !== null ? state.spans[index] : { kind: "gen", name: seg.var };
         const label = h("span", { class: "sgnb-var-label", text: span.name ?? span.kind });
@@ -122,7 +119,30 @@ function render({ model, el }) {
       }
       group.append(tok);
     }
-    textBox.replaceChildren(frag);
+    return frag;
+  }
+
+  // The selected state's whole text, then each descendant's own text (after its fork point), depth first.
+  function drawText(state, byId) {
+    const stick = textBox.scrollTop + textBox.clientHeight >= textBox.scrollHeight - 4;
+    if (!state) { textBox.replaceChildren(); return; }
+    textBox.dataset.state = state.id;
+    textBox.dataset.chars = String(state.text.length);
+    const blocks = [h("div", { class: "sgnb-state-text", "data-state": state.id }, markedText(state, 0))];
+    const visit = (parent) => {
+      for (const childId of parent.children) {
+        const child = byId.get(childId);
+        if (!child) continue;
+        blocks.push(h("div", { class: "sgnb-fork-block", "data-state": child.id,
+          style: `margin-left:${12 * (child.depth - state.depth)}px` },
+        h("div", { class: "sgnb-fork-head", text: `fork ${child.id} of ${parent.id}`,
+          onclick: () => { model.set("selected_state", child.id); model.save_changes(); } }),
+        markedText(child, child.fork_start)));
+        visit(child);
+      }
+    };
+    visit(state);
+    textBox.replaceChildren(...blocks);
     if (stick) textBox.scrollTop = textBox.scrollHeight;
   }
 
@@ -157,7 +177,7 @@ function render({ model, el }) {
     const wanted = model.get("selected_state") || data.root;
     const state = states.find((s) => s.id === wanted) || states[0];
     drawHeader(data, state);
-    drawText(state);
+    drawText(state, new Map(states.map((s) => [s.id, s])));
     drawTree(data, state ? state.id : null);
     errorBox.textContent = data.error || "";
   }

@@ -1,0 +1,125 @@
+"""A request's regex / JSON-schema constraint: its FSM state, token mask, jump-forward and trace.
+
+The FSM itself (sgnb.constrained) is plain Python; this wrapper owns the torch masks, cached
+per (FSM, state), and records for every token the data the constraint-path widget shows.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from sgnb.constrained import TokenFSM, TokenVocab, compile_regex, plan_jump, schema_to_regex
+from sgnb.engine.sampling_params import SamplingParams
+
+if TYPE_CHECKING:
+    from sgnb.engine.engine import Engine
+    from sgnb.engine.request import Req
+
+NUM_MASKED_TOP = 5
+# per FSM: state -> bool mask [model_vocab]; dropped with the FSM
+_MASKS: weakref.WeakKeyDictionary[TokenFSM, dict[int, torch.Tensor]] = weakref.WeakKeyDictionary()
+
+
+def constraint_pattern(params: SamplingParams) -> str:
+    """The regex a request is constrained to (its own, or its JSON schema's)."""
+    if params.regex is not None:
+        return params.regex
+    schema = params.json_schema
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"json_schema is not valid JSON: {exc}") from None
+    return schema_to_regex(schema)
+
+
+def build_constraint(params: SamplingParams, engine: Engine) -> Constraint:
+    """Compile (or fetch from cache) the request's FSM; errors surface at submission, as ValueError."""
+    vocab = TokenVocab.from_tokenizer(engine.tokenizer, eos_token_ids=engine.eos_ids)
+    fsm = compile_regex(constraint_pattern(params), vocab)
+    jump = engine.config.jump_forward if params.jump_forward is None else params.jump_forward
+    return Constraint(fsm, vocab, engine.tokenizer, engine.model_config.vocab_size, jump)
+
+
+class Constraint:
+    __slots__ = ("fsm", "vocab", "tokenizer", "model_vocab_size", "is_jump_forward", "state", "trace",
+                 "num_jumps", "num_forced_tokens", "num_held_back")
+
+    def __init__(self, fsm: TokenFSM, vocab: TokenVocab, tokenizer: Any, model_vocab_size: int,
+                 is_jump_forward: bool):
+        self.fsm = fsm
+        self.vocab = vocab
+        self.tokenizer = tokenizer
+        self.model_vocab_size = model_vocab_size
+        self.is_jump_forward = is_jump_forward
+        self.state = fsm.initial_state
+        self.trace: list[dict] = []
+        self.num_jumps = 0
+        self.num_forced_tokens = 0
+        self.num_held_back = 0          # forced tokens left to decoding by the retokenization rule
+
+    def allowed_mask(self) -> torch.Tensor:
+        """[model_vocab] bool: the tokens the FSM allows now (EOS only in accepting states)."""
+        masks = _MASKS.setdefault(self.fsm, {})
+        mask = masks.get(self.state)
+        if mask is None:
+            mask = torch.zeros(self.model_vocab_size, dtype=torch.bool)
+            ids = torch.from_numpy(self.fsm.allowed_token_ids(self.state).astype("int64"))
+            mask[ids[ids < self.model_vocab_size]] = True
+            masks[self.state] = mask
+        return mask
+
+    @property
+    def is_finished(self) -> bool:
+        """Nothing but EOS can follow, or nothing at all: the request ends here."""
+        return self.fsm.is_finished(self.state) or self.fsm.num_allowed(self.state) == 0
+
+    def advance(self, token: int, raw_logits: torch.Tensor | None) -> None:
+        """Record a sampled token (with the top alternatives the mask removed) and move the FSM."""
+        step = {"state": self.state, "num_allowed": self.fsm.num_allowed(self.state), "token_id": token,
+                "token": self._text(token), "forced": False, "masked_top": []}
+        if raw_logits is not None:
+            logp = torch.log_softmax(raw_logits.float(), dim=-1)
+            top = logp.topk(64)              # the masked ones among the model's 64 favourites
+            allowed = self.allowed_mask()
+            step["masked_top"] = [[self._text(t), lp] for lp, t in zip(top.values.tolist(), top.indices.tolist())
+                                  if not allowed[t]][:NUM_MASKED_TOP]
+        self.trace.append(step)
+        if token not in self.fsm.eos_token_ids:
+            nxt = self.fsm.next_state(self.state, token)
+            if nxt < 0:
+                raise RuntimeError(f"token {token} is not allowed in FSM state {self.state} (mask not applied)")
+            self.state = nxt
+
+    def jump_forward(self, req: Req) -> list[int]:
+        """Tokens of the forced continuation to append now (none when disabled or nothing is forced)."""
+        if not self.is_jump_forward:
+            return []
+        forced, _ = self.fsm.forced_bytes(self.state)
+        if not forced:
+            return []
+        # the prompt's tail counts as context, so the very first jump is retokenized safely too
+        plan = plan_jump(self.fsm, self.state, req.input_ids[-8:] + req.output_ids, self.tokenizer, self.vocab)
+        budget = req.params.max_new_tokens - len(req.output_ids)
+        tokens = list(plan.token_ids[:max(budget, 0)])
+        self.num_held_back += plan.num_held_back
+        if not tokens:
+            return []
+        for token in tokens:
+            self.trace.append({"state": self.state, "num_allowed": 1, "token_id": token,
+                               "token": self._text(token), "forced": True, "masked_top": []})
+            self.state = self.fsm.next_state(self.state, token)
+        self.num_jumps += 1
+        self.num_forced_tokens += len(tokens)
+        return tokens
+
+    def summary(self) -> dict:
+        return {"pattern": self.fsm.pattern, "num_jumps": self.num_jumps, "num_forced_tokens": self.num_forced_tokens,
+                "num_held_back": self.num_held_back, "num_states": self.fsm.num_states}
+
+    def _text(self, token: int) -> str:
+        return self.tokenizer.decode([token])
