@@ -94,10 +94,10 @@ class Engine:
         return results[0] if is_single else results
 
     def score(self, prompt: str | list[str] | None = None, input_ids: list[int] | list[list[int]] | None = None,
-              logprob_start_len: int | list[int] = 0, top_logprobs_num: int = 0):
+              logprob_start_len: int | list[int] = 0, top_logprobs_num: int = 0, rid: str | list[str] | None = None):
         """Prefill only: log-probabilities of the input tokens from `logprob_start_len` on (what `select` uses)."""
         reqs, is_single = self._build(prompt, input_ids, None, True, logprob_start_len, top_logprobs_num,
-                                      False, None, is_score=True)
+                                      False, rid, is_score=True)
         results = self._wait(reqs)
         return results[0] if is_single else results
 

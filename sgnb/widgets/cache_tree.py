@@ -43,6 +43,7 @@ class CacheTree(StaticFallbackWidget):
         self.max_nodes = max_nodes
         self.interval = interval
         self._last_key: tuple | None = None
+        self._last_activity: tuple | None = None
         self._lock = threading.Lock()
         self._poller: Poller | None = None
         self.refresh()
@@ -73,6 +74,11 @@ class CacheTree(StaticFallbackWidget):
     def refresh(self) -> bool:
         """Snapshot the engine; set ``cache`` if the tree, pool or queues changed. Returns whether it did."""
         with self._lock:
+            # cheap check first: the snapshot decodes node excerpts under the engine's lock
+            quick = _activity(self.engine)
+            if quick is not None and quick == self._last_activity:
+                return False
+            self._last_activity = quick
             snap = self.engine.snapshot(max_nodes=self.max_nodes)
             key = change_key(snap)
             if key == self._last_key:
@@ -116,3 +122,18 @@ class CacheTree(StaticFallbackWidget):
 
     def __rich__(self) -> Any:
         return render_cache_rich(self.cache)
+
+
+_ACTIVITY_KEYS = ("num_forward_passes", "num_finished", "num_free_slots", "num_evicted_tokens", "queried_tokens",
+                  "num_running", "num_waiting", "tree_tokens")
+
+
+def _activity(engine: Any) -> tuple | None:
+    """Counters that move whenever the tree, the pool or the queues can have changed (None: unknown)."""
+    stats = getattr(engine, "stats", None)
+    if not callable(stats):
+        return None
+    values = stats()
+    if not all(k in values for k in _ACTIVITY_KEYS):
+        return None
+    return tuple(values[k] for k in _ACTIVITY_KEYS)

@@ -69,7 +69,7 @@ def program_data(snapshot: dict, tokenizer: Any = None, memo: dict | None = None
 
 def _span_summary(span: dict) -> dict:
     meta = span.get("meta_info") or {}
-    trace = meta.get("constraint_trace") or []
+    trace = [step for step in meta.get("constraint_trace") or [] if isinstance(step, dict)]
     out = {
         "name": span.get("name"),
         "kind": span.get("kind"),

@@ -177,6 +177,8 @@ def _output_tokens(meta: dict) -> list[dict] | None:
     logprobs = meta.get("output_token_logprobs") or []
     tops = meta.get("output_top_logprobs") or []
     trace = meta.get("constraint_trace")
+    if trace and not all(isinstance(step, dict) for step in trace):
+        trace = None  # not the engine's step dicts (e.g. stringified by a lossy snapshot): use the logprobs
     if trace:
         out = []
         k = 0  # index into the logprob lists, which hold sampled tokens only

@@ -72,5 +72,5 @@ def test_real_regex_gen_trace(engine):
     assert data["text"] == result["text"]
     assert data["num_steps"] == result["meta_info"]["completion_tokens"]
     assert data["num_forced"] == engine.stats()["num_forced_tokens"] - forced_before >= 1
-    assert data["segments"][0]["forced"] and data["segments"][0]["text"].startswith('{"')  # '{"answer": ' is forced
+    assert any(seg["forced"] and "answer" in seg["text"] for seg in data["segments"])  # the key is a forced chain
     assert all(step["num_allowed"] >= 1 for step in data["steps"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import pytest
@@ -108,3 +109,26 @@ def test_bad_arguments_are_refused():
         ProgramView().attach(object())
     with pytest.raises(ValueError, match="interval must be > 0"):
         ProgramView(interval=0)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sgnb.engine.constraint") is None,
+                    reason="constrained decoding (sgnb/engine/constraint.py) is not integrated into the engine yet")
+def test_forced_tokens_of_a_regex_gen_are_marked(engine, backend, run_traced):
+    import sgnb as sgl
+
+    @sgl.function
+    def as_json(s):
+        s += "The answer as JSON: " + sgl.gen("j", regex=r'\{"answer": [0-9]{1,3}\}', max_tokens=16)
+
+    state = run_traced(as_json)
+    view = ProgramView(state)
+    assert view.wait(60)
+    view.detach()
+    root = view.program["states"][0]
+    [span] = root["spans"]
+    assert span["has_constraint"], "the span's meta_info lost its constraint_trace (snapshot made it a string?)"
+    trace = state.get_meta_info("j")["constraint_trace"]
+    forced = [s for s in root["segments"] if s["kind"] == "forced"]
+    assert [root["text"][s["start"]:s["end"]] for s in forced] == [t["token"] for t in trace if t["forced"]]
+    assert sum(s["num_tokens"] for s in forced) == span["num_forced"] == view.program["totals"]["forced"] >= 1
+    assert any("answer" in root["text"][s["start"]:s["end"]] for s in forced)  # the key is a forced chain
