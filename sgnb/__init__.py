@@ -49,3 +49,16 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """`%load_ext sgnb`: registers the %%sgl cell magic."""
+    from sgnb.magics import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    from sgnb.magics import unload_ipython_extension as unload
+
+    unload(ip)

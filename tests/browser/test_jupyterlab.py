@@ -36,10 +36,17 @@ OBSERVE_JS = """() => {
     rows: el.querySelectorAll('.sgnb-ct-node').length,
     updates: Number(el.dataset.updates || 0),
   }));
+  const paths = [...document.querySelectorAll('.sgnb-cp')].map((el) => ({
+    numSteps: Number(el.dataset.numSteps || 0),
+    numForced: Number(el.dataset.numForced || 0),
+    rows: el.querySelectorAll('tr.sgnb-step').length,
+    forcedRows: el.querySelectorAll('tr.sgnb-step[data-forced="true"]').length,
+    stripTokens: el.querySelectorAll('.sgnb-cp-strip .sgnb-tok').length,
+  }));
   const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map((p) => p.textContent.trim());
   const errors = [...document.querySelectorAll('[data-mime-type="application/vnd.jupyter.error"]')]
     .map((e) => e.textContent.slice(0, 2000));
-  return {views, caches, prompts, errors};
+  return {views, caches, paths, prompts, errors};
 }"""
 
 
@@ -115,7 +122,13 @@ def test_notebook_widgets_render_and_update_live(page, jupyter_lab, screenshots)
     first_seen = next(obs["caches"][0] for _, obs in observations if obs["caches"])
     assert cache["numNodes"] > first_seen["numNodes"] and cache["updates"] > first_seen["updates"]
 
+    # --- constraint paths: one table row and one strip token per step, forced ones flagged
+    for path in final["paths"]:
+        assert path["rows"] == path["stripTokens"] == path["numSteps"] > 0
+        assert path["forcedRows"] == path["numForced"]
+
     if IS_SMOKE:
+        assert len(final["paths"]) == 1 and final["paths"][0]["numForced"] >= 1
         assert len(final["views"]) == 3
         facts, story, magic = final["views"]
         assert facts["title"] == "facts" and facts["numStates"] == facts["forkNodes"] == 4  # root + 3 forks
@@ -159,3 +172,7 @@ def _check_interactions(page, screenshots) -> None:
     excerpt = json.loads(leaf.locator(".sgnb-ct-text").inner_text()).rstrip("…")
     assert excerpt and excerpt in full.inner_text()
     cache.screenshot(path=str(screenshots / "cache_tree.png"))
+    path = page.locator(".sgnb-cp").first
+    if path.count():
+        path.scroll_into_view_if_needed()
+        path.screenshot(path=str(screenshots / "constraint_path.png"))

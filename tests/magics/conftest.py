@@ -11,7 +11,7 @@ def shell():
     from IPython.core.interactiveshell import InteractiveShell
 
     ip = InteractiveShell.instance()
-    result = ip.run_cell("%load_ext sgnb.magics")
+    result = ip.run_cell("%load_ext sgnb")
     assert result.success, result.error_in_exec
     return ip
 

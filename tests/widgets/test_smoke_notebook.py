@@ -25,8 +25,8 @@ def test_smoke_notebook_saves_fork_and_cache_trees(tmp_path):
     shown = [o["data"][WIDGET_VIEW]["model_id"] for c in nb.cells if c.cell_type == "code"
              for o in c.outputs if WIDGET_VIEW in o.get("data", {})]
     kinds = [models[m]["state"]["_anywidget_id"].rsplit(".", 1)[1] for m in shown]
-    assert kinds == ["CacheTree", "ProgramView", "ProgramView", "ProgramView"]
-    programs = [models[m]["state"]["program"] for m in shown[1:]]
+    assert kinds == ["CacheTree", "ProgramView", "ProgramView", "ProgramView", "ConstraintPath"]
+    programs = [models[m]["state"]["program"] for m in shown[1:4]]
     assert all(p["is_finished"] and p["error"] is None for p in programs)
     # facts: root + 3 forks; story: one state; the %%sgl cell: root + 2 forks
     assert [len(p["states"]) for p in programs] == [4, 1, 3]
@@ -45,4 +45,8 @@ def test_smoke_notebook_saves_fork_and_cache_trees(tmp_path):
     htmls = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
              if WIDGET_VIEW in o.get("data", {})]
     assert f'data-num-nodes="{cache["num_nodes"]}"' in htmls[0]
-    assert all('data-status="finished"' in h for h in htmls[1:])
+    assert all('data-status="finished"' in h for h in htmls[1:4])
+    # the constraint path: every generated token is a step, the JSON key came from jump-forward
+    trace = models[shown[4]]["state"]["trace"]
+    assert trace["num_steps"] >= 5 and trace["num_forced"] >= 1 and trace["text"].startswith("{")
+    assert f'data-num-steps="{trace["num_steps"]}"' in htmls[4]
