@@ -92,8 +92,11 @@ def _state_text_html(state: dict, since: int) -> str:
                            'style="outline:1px solid #6b8fd6;border-radius:2px">'
                            f'<sup style="color:#3358a8;font-size:10px">{escape(str(span["name"]))}</sup>')
             open_span = span_index
+        piece = text[start:seg["end"]]
+        if since and seg["start"] <= since and piece.startswith("\n"):
+            piece = piece[1:]  # a fork's block starts on its own line already
         out.append(f'<span class="sgnb-tok" data-kind="{seg["kind"]}" title="{escape(_segment_title(seg))}" '
-                   f'style="{KIND_STYLES[seg["kind"]]}">{escape(text[start:seg["end"]])}</span>')
+                   f'style="{KIND_STYLES[seg["kind"]]}">{escape(piece)}</span>')
     if open_span is not None:
         out.append("</span>")
     out.append("</div>")
@@ -193,7 +196,7 @@ def _cache_node_html(node: dict, children: dict, depth: int) -> str:
     if node["parent"] is None:
         label = "root"
     else:
-        label = f'“{escape(node["text"])}”'
+        label = escape(json.dumps(node["text"], ensure_ascii=False))
     badges = [f'{node["num_tokens"]} tok', f'hits {node["hit_count"]}']
     if node["lock_ref"] > 0:
         badges.append(f'locked×{node["lock_ref"]}')

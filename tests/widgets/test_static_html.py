@@ -56,8 +56,9 @@ def test_program_html_shows_fork_tree_spans_and_token_kinds(engine, backend, for
     legend = {t["data-kind"]: int(t["data-tokens"]) for t in page.tags if "data-tokens" in t and t["tag"] == "span"
               and t.get("data-kind") in ("cache", "computed", "generated", "forced")}
     assert legend == {k: data["totals"][k] for k in ("cache", "computed", "generated", "forced")}
-    # the root's whole text, and each fork's own text after the fork point
-    assert page.texts == {s["id"]: s["text"][s["fork_start"] if s["depth"] else 0:] for s in data["states"]}
+    # the root's whole text, and each fork's own text after the fork point (its block starts on a new line)
+    assert page.texts == {s["id"]: s["text"][s["fork_start"]:].removeprefix("\n") if s["depth"] else s["text"]
+                          for s in data["states"]}
     tips = [t["title"] for t in page.tags if t.get("class") == "sgnb-tok" and "logprob" in t.get("title", "")]
     assert tips and all("top: " in tip for tip in tips)
 
