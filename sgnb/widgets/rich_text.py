@@ -53,10 +53,12 @@ def _marked_text(state: dict, since: int) -> Any:
     return out
 
 
-def _state_label(state: dict) -> str:
+def _state_label(state: dict) -> Any:
+    from rich.text import Text
+
     status = "error" if state["error"] else ("done" if state["is_finished"] else "running")
     names = list(state.get("own_variables", state["variables"])) + [f"{k}…" for k in state["partial_variables"]]
-    return f"{state['id']} [{status}] " + ", ".join(names)
+    return Text(f"{state['id']} [{status}] " + ", ".join(names))  # Text: no markup parsing of "[...]"
 
 
 def _add_children(node: Any, state: dict, by_id: dict) -> None:
@@ -78,7 +80,7 @@ def render_cache_rich(data: dict) -> Any:
                   f"tok ({data['evictable_tokens']} evictable, {data['protected_tokens']} locked) · "
                   f"{data['num_nodes']} nodes")
     roots = children.get(None, [])
-    tree = Tree("radix cache")
+    tree = Tree(Text("radix cache"))
 
     def add(parent: Any, node: dict) -> None:
         badges = f"{node['num_tokens']} tok, hits {node['hit_count']}"
@@ -98,6 +100,7 @@ def render_cache_rich(data: dict) -> Any:
 
 def render_constraint_rich(data: dict) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=f"{data['num_steps']} tokens, {data['num_forced']} forced")
     for col in ("#", "state", "allowed", "token", "masked top"):
@@ -105,6 +108,6 @@ def render_constraint_rich(data: dict) -> Any:
     for step in data["steps"]:
         masked = ", ".join(f"{json.dumps(t)} {lp:.2f}" for t, lp in step["masked_top"])
         table.add_row(str(step["index"]), str(step["state"]), str(step["num_allowed"]),
-                      json.dumps(step["token"]) + (" forced" if step["forced"] else ""), masked,
+                      Text(json.dumps(step["token"]) + (" forced" if step["forced"] else "")), Text(masked),
                       style="magenta" if step["forced"] else None)
     return table

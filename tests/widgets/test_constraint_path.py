@@ -49,6 +49,12 @@ def test_static_and_widget_views_hold_every_step():
     view = ConstraintPath(TRACE, title="answer")
     assert view.trace == constraint_data(TRACE) and view.title == "answer"
     assert view.static_html() == html
+    from rich.console import Console
+
+    console = Console(record=True, width=160)
+    console.print(view)
+    text = console.export_text()
+    assert "5 tokens, 3 forced" in text and '"a\\": " forced' in text
 
 
 def test_unconstrained_or_malformed_input_is_refused():

@@ -36,6 +36,14 @@ def test_fork_tree_and_variables_of_a_known_program(engine, backend, fork_progra
         assert child["text"][:child["fork_start"]] == root["text"][:child["fork_start"]]
     # the trait is exactly the view model of the final snapshot
     assert data == program_data(state.snapshot(), engine.tokenizer)
+    # the terminal rendering shows the same fork tree
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(view)
+    text = console.export_text()
+    assert f"{root['id']} [done] intro, fact, verdict" in text
+    assert all(f"{c['id']} [done] fact" in text for c in children)
 
 
 def test_totals_count_each_token_once(engine, backend, fork_program, run_traced):
