@@ -9,6 +9,7 @@ Plain Python + numpy + interegular (no torch). The engine's sampler drives a `To
 
 from __future__ import annotations
 
+from sgnb.constrained.budget import distances_to_accept, within_budget
 from sgnb.constrained.errors import ConstraintError
 from sgnb.constrained.json_schema import schema_to_regex
 from sgnb.constrained.jump_forward import JumpPlan, plan_jump
@@ -24,7 +25,9 @@ __all__ = [
     "choices_to_regex",
     "clear_memory_cache",
     "compile_regex",
+    "distances_to_accept",
     "plan_jump",
     "schema_to_regex",
     "type_to_regex",
+    "within_budget",
 ]

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sgnb.constrained import TokenFSM, TokenVocab, compile_regex, plan_jump, schema_to_regex
+from sgnb.constrained import (TokenFSM, TokenVocab, compile_regex, distances_to_accept, plan_jump, schema_to_regex,
+                              within_budget)
 from sgnb.engine.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 NUM_MASKED_TOP = 5
 # per FSM: state -> bool mask [model_vocab]; dropped with the FSM
 _MASKS: weakref.WeakKeyDictionary[TokenFSM, dict[int, torch.Tensor]] = weakref.WeakKeyDictionary()
+# per FSM: state -> the largest token distance to acceptance among the states its tokens lead to
+_MAX_NEXT_DIST: weakref.WeakKeyDictionary[TokenFSM, dict[int, int]] = weakref.WeakKeyDictionary()
 
 
 def constraint_pattern(params: SamplingParams) -> str:
@@ -41,6 +44,10 @@ def build_constraint(params: SamplingParams, engine: Engine) -> Constraint:
     """Compile (or fetch from cache) the request's FSM; errors surface at submission, as ValueError."""
     vocab = TokenVocab.from_tokenizer(engine.tokenizer, eos_token_ids=engine.eos_ids)
     fsm = compile_regex(constraint_pattern(params), vocab)
+    need = int(distances_to_accept(fsm)[fsm.initial_state])
+    if need > params.max_new_tokens:
+        raise ValueError(f"max_new_tokens={params.max_new_tokens} is too small for this constraint: "
+                         f"the shortest valid output takes {need} tokens")
     jump = engine.config.jump_forward if params.jump_forward is None else params.jump_forward
     return Constraint(fsm, vocab, engine.tokenizer, engine.model_config.vocab_size, jump)
 
@@ -62,16 +69,36 @@ class Constraint:
         self.num_forced_tokens = 0
         self.num_held_back = 0          # forced tokens left to decoding by the retokenization rule
 
-    def allowed_mask(self) -> torch.Tensor:
-        """[model_vocab] bool: the tokens the FSM allows now (EOS only in accepting states)."""
+    def allowed_mask(self, num_tokens_left: int | None = None) -> torch.Tensor:
+        """[model_vocab] bool: the tokens the FSM allows now (EOS only in accepting states).
+
+        With `num_tokens_left` (this token included), only tokens after which an accepting state
+        is still reachable within the budget: outputs end valid instead of cut off.
+        """
+        if num_tokens_left is not None and num_tokens_left - 1 < self._max_next_dist():
+            ids = within_budget(self.fsm, self.state, num_tokens_left)
+            if ids is not None and ids.size:        # empty: already out of budget, fall back to the FSM alone
+                return self._mask_of(torch.from_numpy(ids.astype("int64")))
         masks = _MASKS.setdefault(self.fsm, {})
         mask = masks.get(self.state)
         if mask is None:
-            mask = torch.zeros(self.model_vocab_size, dtype=torch.bool)
-            ids = torch.from_numpy(self.fsm.allowed_token_ids(self.state).astype("int64"))
-            mask[ids[ids < self.model_vocab_size]] = True
+            mask = self._mask_of(torch.from_numpy(self.fsm.allowed_token_ids(self.state).astype("int64")))
             masks[self.state] = mask
         return mask
+
+    def _mask_of(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(self.model_vocab_size, dtype=torch.bool)
+        mask[ids[ids < self.model_vocab_size]] = True
+        return mask
+
+    def _max_next_dist(self) -> int:
+        cache = _MAX_NEXT_DIST.setdefault(self.fsm, {})
+        value = cache.get(self.state)
+        if value is None:
+            nxt = self.fsm.allowed_next_states(self.state)
+            value = int(distances_to_accept(self.fsm)[nxt].max()) if nxt.size else 0
+            cache[self.state] = value
+        return value
 
     @property
     def is_finished(self) -> bool:
@@ -104,8 +131,7 @@ class Constraint:
             return []
         # the prompt's tail counts as context, so the very first jump is retokenized safely too
         plan = plan_jump(self.fsm, self.state, req.input_ids[-8:] + req.output_ids, self.tokenizer, self.vocab)
-        budget = req.params.max_new_tokens - len(req.output_ids)
-        tokens = list(plan.token_ids[:max(budget, 0)])
+        tokens = self._affordable(list(plan.token_ids), req.params.max_new_tokens - len(req.output_ids))
         self.num_held_back += plan.num_held_back
         if not tokens:
             return []
@@ -116,6 +142,16 @@ class Constraint:
         self.num_jumps += 1
         self.num_forced_tokens += len(tokens)
         return tokens
+
+    def _affordable(self, tokens: list[int], budget: int) -> list[int]:
+        """The longest prefix of `tokens` after which the output can still be completed within `budget`."""
+        dist = distances_to_accept(self.fsm)
+        state, keep = self.state, 0
+        for i, token in enumerate(tokens[:max(budget, 0)], start=1):
+            state = self.fsm.next_state(state, token)
+            if dist[state] <= budget - i:
+                keep = i
+        return tokens[:keep]
 
     def summary(self) -> dict:
         return {"pattern": self.fsm.pattern, "num_jumps": self.num_jumps, "num_forced_tokens": self.num_forced_tokens,

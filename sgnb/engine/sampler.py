@@ -36,7 +36,8 @@ def apply_masks(logits: torch.Tensor, reqs: list[Req], eos_ids: tuple[int, ...])
             banned = list(eos_ids) + req.params.stop_token_ids
             logits[i, banned] = float("-inf")
         if req.constraint is not None:
-            logits[i].masked_fill_(~req.constraint.allowed_mask(), float("-inf"))
+            num_left = req.params.max_new_tokens - len(req.output_ids)
+            logits[i].masked_fill_(~req.constraint.allowed_mask(num_left), float("-inf"))
 
 
 def sample(logits: torch.Tensor, reqs: list[Req]) -> list[int]:

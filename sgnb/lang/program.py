@@ -11,8 +11,10 @@ from typing import Any, Callable, Iterator
 
 from sgnb.lang.api import resolve_backend
 from sgnb.lang.backends.base import Backend, SamplingSpec
+from sgnb.lang.batch_progress import BatchProgress
 from sgnb.lang.global_config import global_config
 from sgnb.lang.interpreter import StreamExecutor
+from sgnb.lang.interrupt import ProgramGroup, abort_on_interrupt
 from sgnb.lang.state import ProgramState
 from sgnb.lang.tracer import TracedProgram, trace_program
 
@@ -93,7 +95,8 @@ class SglFunction:
     ) -> ProgramState:
         """Run once. Returns the state; with `stream=True` it returns at once and the program runs on a
         thread (read it with `text_iter`). Without streaming, an error raised by the program (or the backend)
-        is raised here; the state keeps it too (`state.error()`)."""
+        is raised here; the state keeps it too (`state.error()`). Ctrl-C aborts the program's requests and
+        raises `ProgramInterrupted` (a `KeyboardInterrupt`)."""
         kwargs = self._check_args(args, kwargs)
         defaults = SamplingSpec(
             max_new_tokens=max_new_tokens, n=n, stop=stop or [], stop_token_ids=stop_token_ids or [],
@@ -131,7 +134,8 @@ class SglFunction:
     ) -> list[ProgramState] | Iterator[ProgramState]:
         """Run once per kwargs dict, concurrently. A program that fails records its error on its own state
         (`states[i].error()`); the others complete. The constant prefix of the program is committed into the
-        cache once before the batch starts (`global_config.enable_precache_with_tracing`)."""
+        cache once before the batch starts (`global_config.enable_precache_with_tracing`). Ctrl-C stops every
+        run (started or not), aborts their requests and raises `ProgramInterrupted`."""
         if isinstance(batch_kwargs, dict) or not hasattr(batch_kwargs, "__iter__"):
             raise ValueError("run_batch takes a list of keyword-argument dicts, one per program run")
         batch_kwargs = list(batch_kwargs)
@@ -156,30 +160,35 @@ class SglFunction:
         if _precache and global_config.enable_precache_with_tracing and len(batch_kwargs) > 1:
             precache_prefix(self, backend)
 
+        group = ProgramGroup()  # Ctrl-C in this thread stops every run of the batch
+
         def one(kwargs: dict) -> ProgramState:
-            return run_program(self, backend, (), kwargs, defaults, stream=False, raise_errors=False)
+            return run_program(self, backend, (), kwargs, defaults, stream=False, raise_errors=False, group=group)
 
         if generator_style:
-            return self._run_batch_iter(one, batch_kwargs, num_threads, progress_bar)
+            return self._run_batch_iter(one, group, batch_kwargs, num_threads, progress_bar)
         states: list[ProgramState | None] = [None] * len(batch_kwargs)
-        progress = _Progress(len(batch_kwargs), progress_bar, self.__name__)
+        progress = BatchProgress(len(batch_kwargs), progress_bar, self.__name__)
         try:
             with ThreadPoolExecutor(num_threads, thread_name_prefix="sgnb-batch") as pool:
-                futures = {pool.submit(one, kw): i for i, kw in enumerate(batch_kwargs)}
-                for future in as_completed(futures):
-                    states[futures[future]] = future.result()
-                    progress.advance()
+                with group.abort_on_interrupt(pool):
+                    futures = {pool.submit(one, kw): i for i, kw in enumerate(batch_kwargs)}
+                    for future in as_completed(futures):
+                        states[futures[future]] = future.result()
+                        progress.advance()
         finally:
             progress.close()
         return states  # type: ignore[return-value]
 
-    def _run_batch_iter(self, one, batch_kwargs, num_threads, progress_bar) -> Iterator[ProgramState]:
-        progress = _Progress(len(batch_kwargs), progress_bar, self.__name__)
+    def _run_batch_iter(self, one, group, batch_kwargs, num_threads, progress_bar) -> Iterator[ProgramState]:
+        progress = BatchProgress(len(batch_kwargs), progress_bar, self.__name__)
         try:
             with ThreadPoolExecutor(num_threads, thread_name_prefix="sgnb-batch") as pool:
                 futures = [pool.submit(one, kw) for kw in batch_kwargs]
                 for future in futures:
-                    yield future.result()
+                    with group.abort_on_interrupt(pool):
+                        state = future.result()
+                    yield state
                     progress.advance()
         finally:
             progress.close()
@@ -248,16 +257,24 @@ def function(func: Callable | None = None, *, num_api_spec_tokens: int | None = 
 
 def run_program(
     program: SglFunction, backend: Backend, args: tuple, kwargs: dict, defaults: SamplingSpec, stream: bool,
-    raise_errors: bool,
+    raise_errors: bool, group: ProgramGroup | None = None,
 ) -> ProgramState:
-    """Create a state and execute the program body on it (on a thread when streaming)."""
+    """Create a state and execute the program body on it (on a thread when streaming). Ctrl-C in the body or
+    in the wait for its forks stops the program and raises `ProgramInterrupted`. With `group` (a batch), the
+    program does not run once the group was interrupted."""
     executor = StreamExecutor(backend, kwargs, defaults, None, stream, program.num_api_spec_tokens)
     state = ProgramState(executor)
+    interrupted = group.add(executor) if group is not None else None
+    if interrupted is not None:
+        executor.set_error(interrupted)
+        executor.end()
+        return state
 
     def body() -> None:
         executor.owner_threads.add(threading.get_ident())
         try:
-            state.ret_value = program.func(state, *args, **kwargs)
+            with abort_on_interrupt(executor):
+                state.ret_value = program.func(state, *args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - recorded on the state
             executor.set_error(exc)
         finally:
@@ -282,54 +299,3 @@ def precache_prefix(program: SglFunction, backend: Backend) -> str:
         backend.cache_prefix(prefix)
         return prefix
     return ""
-
-
-class _Progress:
-    """run_batch progress: an ipywidgets bar inside a notebook kernel, a rich bar in a terminal."""
-
-    def __init__(self, total: int, enabled: bool, name: str) -> None:
-        self.kind = None
-        if not enabled:
-            return
-        if _in_notebook():
-            import ipywidgets
-            from IPython.display import display
-
-            self.bar = ipywidgets.IntProgress(min=0, max=total, value=0, description=name[:20])
-            self.label = ipywidgets.Label(f"0/{total}")
-            self.total = total
-            display(ipywidgets.HBox([self.bar, self.label]))
-            self.kind = "widget"
-        else:
-            from rich.progress import Progress
-
-            self.progress = Progress(transient=False)
-            self.progress.start()
-            self.task = self.progress.add_task(name, total=total)
-            self.kind = "rich"
-
-    def advance(self) -> None:
-        if self.kind == "widget":
-            self.bar.value += 1
-            self.label.value = f"{self.bar.value}/{self.total}"
-        elif self.kind == "rich":
-            self.progress.advance(self.task)
-
-    def close(self) -> None:
-        if self.kind == "rich":
-            self.progress.stop()
-        elif self.kind == "widget":
-            self.bar.bar_style = "success" if self.bar.value == self.total else "warning"
-        self.kind = None
-
-
-def _in_notebook() -> bool:
-    """True inside a Jupyter kernel (never imports IPython itself)."""
-    ipython_mod = sys.modules.get("IPython")
-    if ipython_mod is None:
-        return False
-    try:
-        shell = ipython_mod.get_ipython()
-    except Exception:  # noqa: BLE001
-        return False
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"

@@ -1,7 +1,8 @@
 """`ProgramState` (the `s` of a program) and `ProgramStateGroup` (what `s.fork(n)` returns).
 
 Both are thin, SGLang-compatible facades over `StreamExecutor`: `s += x` enqueues and returns at once,
-`s["x"]` waits for the variable, `s.text()` waits for everything submitted so far.
+`s["x"]` waits for the variable, `s.text()` waits for everything submitted so far. Ctrl-C in any of these waits
+stops the program, aborts its requests and raises `ProgramInterrupted` (a `KeyboardInterrupt`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import asyncio
 from contextlib import contextmanager
 from typing import Any, AsyncIterator, Iterator
 
-from sgnb.lang.interpreter import ProgramError, StreamExecutor, _ConcatAndAppend, _GatherVars
+from sgnb.lang.errors import ProgramError
+from sgnb.lang.interpreter import StreamExecutor
+from sgnb.lang.queue_items import ConcatAndAppend, GatherVars
 from sgnb.lang.ir import Concat, RoleBegin, RoleEnd, VarScopeBegin, VarScopeEnd, to_expr
 
 JOIN_MODES = ("gather_variable", "concate_and_append")
@@ -101,7 +104,7 @@ class ProgramState:
     def error(self) -> BaseException | None:
         """The error that stopped this program, or None. Waits for submitted work first."""
         executor = self.stream_executor
-        if executor._is_owner() or executor.is_ended:
+        if executor.is_owner() or executor.is_ended:
             executor.sync()
         return executor.error_
 
@@ -190,9 +193,9 @@ class ProgramStateGroup:
             raise ValueError(f"unknown join mode {mode!r}; expected one of {JOIN_MODES}")
         executors = [s.stream_executor for s in self.states]
         if mode == "gather_variable":
-            self.src_state.stream_executor.submit(_GatherVars(executors))
+            self.src_state.stream_executor.submit(GatherVars(executors))
         else:
-            self.src_state.stream_executor.submit(_ConcatAndAppend(executors))
+            self.src_state.stream_executor.submit(ConcatAndAppend(executors))
 
     def __repr__(self) -> str:
         return f"ProgramStateGroup({len(self.states)} states)"

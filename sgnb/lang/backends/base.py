@@ -26,6 +26,8 @@ Contract summary for implementers:
   Completion backends get the same treatment per run of `gen`s: generation ahead past the first stop.
 - Errors: raise `BackendError` (or a subclass) with a message naming the server/model and the problem;
   raise `UnsupportedFeatureError` for what a provider cannot do (e.g. regex on the OpenAI API).
+- `abort(state_ids)` (optional) aborts a stopped program's requests; without it Ctrl-C stops the program but
+  its in-flight calls run to their end.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator
 
 if TYPE_CHECKING:
     from sgnb.lang.chat_template import ChatTemplate
@@ -251,6 +253,12 @@ class Backend(ABC):
 
     def end_program(self, state_id: str) -> None:
         """Called when a program state finishes (normally or with an error)."""
+
+    def abort(self, state_ids: Collection[str]) -> int | None:
+        """Abort the running requests made for these program states (`GenContext.state_id`) and refuse their
+        new ones; returns how many were aborted. Called when Ctrl-C stops a program (`sgnb.lang.interrupt`).
+        Default: None, the provider cannot abort (the HTTP backends: their calls finish in the background)."""
+        return None
 
     def get_usage(self) -> dict[str, int]:
         """Token usage accounted so far (`prompt_tokens`, `completion_tokens`, `num_calls`); {} if unknown."""

@@ -4,14 +4,19 @@
   engine; dtype and choices become a regex first).
 - `select` scores every `prompt + choice` with one batched `Engine.score` call (input-token logprobs).
 - `cache_prefix` runs a prefill-only request, so the prefix lands in the radix cache.
+- Every request made for a program state carries a request id `sgl-<state id>-<n>`, so `abort(state_ids)`
+  (Ctrl-C, `sgnb.lang.interrupt`) aborts exactly that program's running requests and refuses its new ones.
+  Prefix commits (`cache_prefix`) have no state: they are single prefills that finish on their own.
 The engine is thread-safe and batches concurrent calls, so many program states can share one backend.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from typing import Any, Iterator
+from contextlib import contextmanager
+from typing import Any, Collection, Iterator
 
 from sgnb.lang.backends.base import (
     Backend,
@@ -23,6 +28,8 @@ from sgnb.lang.backends.base import (
 )
 from sgnb.lang.chat_template import ChatTemplate
 from sgnb.lang.choices import ChoicesMethod
+
+_request_numbers = itertools.count()
 
 
 class EngineBackend(Backend):
@@ -48,6 +55,8 @@ class EngineBackend(Backend):
         self._lock = threading.Lock()
         self._usage = {"num_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
         self._is_shut_down = False
+        self._in_flight: dict[str, set[str]] = {}  # state id -> rids of its requests now in the engine
+        self._aborted_states: set[str] = set()  # states whose new requests are refused
 
     # ---------------------------------------------------------------- info
     def get_model_name(self) -> str:
@@ -86,6 +95,39 @@ class EngineBackend(Backend):
         if reason.get("type") == "abort":
             raise BackendError(f"the engine aborted the request: {reason.get('message', 'no reason given')}")
 
+    # ---------------------------------------------------------------- request ids, abort
+    @contextmanager
+    def _requests(self, ctx: GenContext, count: int) -> Iterator[list[str]]:
+        """`count` request ids for calls made for `ctx.state_id`, registered while the block runs."""
+        state_id = ctx.state_id
+        with self._lock:
+            if state_id in self._aborted_states:
+                raise BackendError(f"program state {state_id} was aborted: {self.get_model_name()} takes no new "
+                                   "requests from it")
+            rids = [f"sgl-{state_id}-{next(_request_numbers)}" for _ in range(count)]
+            self._in_flight.setdefault(state_id, set()).update(rids)
+        try:
+            yield rids
+        finally:
+            with self._lock:
+                live = self._in_flight.get(state_id, set())
+                live.difference_update(rids)
+                if not live:
+                    self._in_flight.pop(state_id, None)
+
+    def abort(self, state_ids: Collection[str]) -> int:
+        """Abort the engine requests of these program states and refuse their new ones (until they end)."""
+        with self._lock:
+            self._aborted_states.update(state_ids)
+            rids = [rid for sid in state_ids for rid in self._in_flight.get(sid, ())]
+        for rid in rids:
+            self.engine.abort(rid, "interrupted")
+        return len(rids)
+
+    def end_program(self, state_id: str) -> None:
+        with self._lock:
+            self._aborted_states.discard(state_id)
+
     # ---------------------------------------------------------------- gen
     def _request_args(self, params: SamplingSpec) -> dict[str, Any]:
         args: dict[str, Any] = {}
@@ -105,12 +147,14 @@ class EngineBackend(Backend):
         sampling = params.to_engine_params()
         args = self._request_args(params)
         try:
-            if params.n == 1:
-                result = self.engine.generate(prompt=ctx.text, sampling_params=sampling, **args)
-                self._raise_if_aborted(result)
-                self._account(result["meta_info"])
-                return result["text"], dict(result["meta_info"])
-            results = self.engine.generate(prompt=[ctx.text] * params.n, sampling_params=[sampling] * params.n, **args)
+            with self._requests(ctx, params.n) as rids:
+                if params.n == 1:
+                    result = self.engine.generate(prompt=ctx.text, sampling_params=sampling, rid=rids[0], **args)
+                    self._raise_if_aborted(result)
+                    self._account(result["meta_info"])
+                    return result["text"], dict(result["meta_info"])
+                results = self.engine.generate(prompt=[ctx.text] * params.n, sampling_params=[sampling] * params.n,
+                                               rid=rids, **args)
         except (BackendError, ValueError):
             raise
         except Exception as exc:  # noqa: BLE001 - EngineError and friends, named
@@ -137,14 +181,15 @@ class EngineBackend(Backend):
         sampling = params.to_engine_params()
         meta: dict = {}
         try:
-            for delta in self.engine.generate(
-                prompt=ctx.text, sampling_params=sampling, stream=True, **self._request_args(params)
-            ):
-                meta = dict(delta.get("meta_info") or {})
-                reason = meta.get("finish_reason") or {}
-                if delta.get("finished") and reason.get("type") == "abort":
-                    raise BackendError(f"the engine aborted the request: {reason.get('message')}")
-                yield delta.get("text", ""), meta
+            with self._requests(ctx, 1) as rids:
+                for delta in self.engine.generate(
+                    prompt=ctx.text, sampling_params=sampling, stream=True, rid=rids[0], **self._request_args(params)
+                ):
+                    meta = dict(delta.get("meta_info") or {})
+                    reason = meta.get("finish_reason") or {}
+                    if delta.get("finished") and reason.get("type") == "abort":
+                        raise BackendError(f"the engine aborted the request: {reason.get('message')}")
+                    yield delta.get("text", ""), meta
         except (BackendError, ValueError):
             raise
         except Exception as exc:  # noqa: BLE001
@@ -169,14 +214,18 @@ class EngineBackend(Backend):
             starts.append(start)
             choice_ids.append(ids[start:] if start >= 1 else ids)
         try:
-            results = self.engine.score(input_ids=full_ids, logprob_start_len=starts)
+            with self._requests(ctx, len(choices)) as rids:
+                results = self.engine.score(input_ids=full_ids, logprob_start_len=starts, rid=rids)
             unconditional = None
             if choices_method.requires_unconditional_logprobs:
                 # the choice on its own, after a neutral start (BOS when the model has one, else a newline)
                 bos = getattr(self.tokenizer, "bos_token_id", None)
                 lead = [bos] if bos is not None else self.tokenizer.encode("\n")
                 uncond_ids = [lead + ids for ids in choice_ids]
-                uncond_results = self.engine.score(input_ids=uncond_ids, logprob_start_len=[len(lead)] * len(choices))
+                with self._requests(ctx, len(choices)) as rids:
+                    uncond_results = self.engine.score(
+                        input_ids=uncond_ids, logprob_start_len=[len(lead)] * len(choices), rid=rids
+                    )
                 unconditional = [list(r["meta_info"]["input_token_logprobs"]) for r in uncond_results]
         except (BackendError, ValueError):
             raise

@@ -1,0 +1,91 @@
+"""What a program state records about each primitive (variables, meta_info, spans) and its plain-data view.
+
+A span is `{"name", "kind", "start", "end", "params", "meta_info"}` with `start`/`end` char offsets into the
+state's text; `kind` is "gen", "select" or "var_scope". Snapshots are JSON-safe: widgets render them as is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sgnb.lang.backends.base import dtype_name
+
+if TYPE_CHECKING:
+    from sgnb.lang.interpreter import StreamExecutor
+
+
+def record(
+    executor: StreamExecutor, name: str | None, kind: str, value: Any, meta: dict, start: int, params: dict
+) -> None:
+    """Set variable `name` (when named) to `value` and add the span from `start` to the current text end."""
+    with executor.cond:
+        end = len(executor.text_)
+        if name is not None:
+            executor.variables[name] = value
+            executor.meta_info[name] = meta
+            executor.partial_vars.pop(name, None)
+        executor.spans.append({
+            "name": name, "kind": kind, "start": start, "end": end, "params": plain_params(params),
+            "meta_info": plain_meta(meta),
+        })
+        executor.changed()
+
+
+def snapshot(executor: StreamExecutor) -> dict:
+    """Plain data for widgets: text, variables, spans (char offsets into `text`), roles, fork tree."""
+    with executor.cond:
+        snap = {
+            "id": executor.sid,
+            "parent_id": executor.parent.sid if executor.parent is not None else None,
+            "fork_start": executor.fork_start_text_pos,
+            "text": executor.text_,
+            "messages": [dict(m) for m in executor.messages_],
+            "variables": {k: plain_value(v) for k, v in executor.variables.items()},
+            "partial_variables": dict(executor.partial_vars),
+            "spans": [dict(s) for s in executor.spans],
+            "role_spans": [dict(r) for r in executor.role_spans],
+            "cur_role": executor.cur_role,
+            "num_cache_commits": executor.num_cache_commits,
+            "num_pending": executor.num_pending,
+            "is_finished": executor.is_finished,
+            "error": None if executor.error_ is None else f"{type(executor.error_).__name__}: {executor.error_}",
+        }
+        children = list(executor.children)
+    snap["children"] = [snapshot(c) for c in children]
+    return snap
+
+
+def plain_value(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v) for v in value]
+    return str(value)
+
+
+def plain_params(params: dict) -> dict:
+    """gen() arguments as JSON-safe data (dtype=int becomes "int")."""
+    out = dict(params)
+    if "dtype" in out:
+        out["dtype"] = dtype_name(out["dtype"])
+    return plain_meta(out)
+
+
+def plain_meta(meta: dict | None) -> dict:
+    """JSON-safe copy of meta_info for snapshots (logprob tuples become lists)."""
+    if not meta:
+        return {}
+    out = {}
+    for k, v in meta.items():
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            out[k] = v
+        elif isinstance(v, dict):
+            out[k] = plain_meta(v)
+        elif isinstance(v, (list, tuple)):
+            out[k] = plain_value(v)
+        else:
+            out[k] = str(v)
+    return out
+
+
+__all__ = ["record", "snapshot", "plain_value", "plain_params", "plain_meta"]

@@ -1,0 +1,133 @@
+"""Constrained decoding on the real SmolLM2 model: regexes, JSON schemas, jump-forward, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.constrained.json_schemas import SCHEMAS
+from tests.constrained.regex_strategies import regexes
+
+pytestmark = pytest.mark.slow
+
+
+def _prompt(engine, task: str) -> str:
+    return engine.apply_chat_template([{"role": "user", "content": task}])
+
+
+def _check_output(pattern: str, result: dict) -> None:
+    text = result["text"]
+    # finished or not, the budget keeps every output complete
+    assert re.fullmatch(pattern, text), f"{text!r} does not fullmatch {pattern!r}"
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pattern=regexes(max_leaves=5), seed=st.integers(0, 2**16), temperature=st.sampled_from([0.0, 0.7, 1.0, 1.5]))
+def test_random_regexes_constrain_real_sampling(engine, pattern, seed, temperature):
+    result = engine.generate(_prompt(engine, "Write something."), {
+        "regex": pattern, "temperature": temperature, "sampling_seed": seed, "max_new_tokens": 24})
+    _check_output(pattern, result)
+    engine.check_integrity()
+
+
+def test_mixed_batch_of_constrained_and_free_requests(engine):
+    prompt = _prompt(engine, "What is your favourite number and why?")
+    params = [{"regex": r"[0-9]{1,3}", "temperature": 0, "max_new_tokens": 8},
+              {"temperature": 0, "max_new_tokens": 8},
+              {"regex": r"(yes|no), because [a-z ]{1,20}\.", "temperature": 0.8, "sampling_seed": 3,
+               "max_new_tokens": 24}]
+    constrained, free, sentence = engine.generate([prompt] * 3, params)
+    assert re.fullmatch(r"[0-9]{1,3}", constrained["text"])
+    assert "constraint" not in free["meta_info"]
+    _check_output(params[2]["regex"], sentence)
+    engine.check_integrity()
+
+
+def test_every_schema_of_the_suite_gives_valid_json(engine):
+    names = list(SCHEMAS)
+    prompts = [_prompt(engine, f"Return a JSON value for the '{name}' schema.") for name in names]
+    params = [{"json_schema": _schema_json(SCHEMAS[name]), "temperature": 0, "max_new_tokens": 96}
+              for name in names]
+    results = engine.generate(prompts, params)
+    for name, result in zip(names, results):
+        # even outputs that used the whole budget are complete: the budget steers them to a close
+        value = json.loads(result["text"])
+        jsonschema.validate(value, _schema_dict(SCHEMAS[name]))
+    engine.check_integrity()
+
+
+def test_output_is_closed_within_a_tight_budget(engine):
+    schema = {"type": "object", "properties": {"email": {"type": "string", "format": "email"}}, "required": ["email"]}
+    result = engine.generate(_prompt(engine, "Give me an email address as JSON."), {
+        "json_schema": schema, "temperature": 1.2, "sampling_seed": 7, "max_new_tokens": 14, "jump_forward": False})
+    assert result["meta_info"]["completion_tokens"] <= 14
+    jsonschema.validate(json.loads(result["text"]), schema)
+
+
+def test_budget_below_the_shortest_valid_output_is_refused(engine):
+    with pytest.raises(ValueError, match="too small for this constraint"):
+        engine.generate("Hi", {"regex": "[0-9]{40}", "max_new_tokens": 3})
+    engine.check_integrity()
+
+
+def test_jump_forward_outputs_stay_valid_and_save_forward_passes(engine):
+    schema = SCHEMAS["character"]
+    prompt = _prompt(engine, "Describe a fantasy character as JSON.")
+    runs = {}
+    for jump in (True, False):
+        before = engine.stats()["num_forward_passes"]
+        result = engine.generate(prompt, {"json_schema": _schema_json(schema), "temperature": 0,
+                                          "max_new_tokens": 160, "jump_forward": jump})
+        runs[jump] = (result, engine.stats()["num_forward_passes"] - before)
+        jsonschema.validate(json.loads(result["text"]), _schema_dict(schema))
+    (with_jump, passes_jump), (without, passes_plain) = runs[True], runs[False]
+    assert with_jump["meta_info"]["constraint"]["num_forced_tokens"] > 0
+    assert without["meta_info"]["constraint"]["num_forced_tokens"] == 0
+    assert passes_jump < passes_plain
+    forced = [s for s in with_jump["meta_info"]["constraint_trace"] if s["forced"]]
+    assert forced and all(s["num_allowed"] == 1 for s in forced)
+    engine.check_integrity()
+
+
+def test_trace_records_masked_alternatives(engine):
+    result = engine.generate(_prompt(engine, "Is the sky blue?"), {
+        "regex": "(yes|no)", "temperature": 0, "max_new_tokens": 4})
+    first = result["meta_info"]["constraint_trace"][0]
+    assert first["num_allowed"] >= 2 and not first["forced"]
+    assert first["masked_top"], "the model's favourite tokens outside yes/no are reported as masked"
+    assert all(t not in ("yes", "no") for t, _ in first["masked_top"])
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"regex": "(ab"}, "regex"),
+    ({"regex": "a(?=b)"}, "lookahead"),
+    ({"json_schema": {"type": "integer", "minimum": 3}}, "minimum"),
+    ({"json_schema": {"type": "object", "not": {}}}, "not"),
+    ({"json_schema": "{not json"}, "json_schema"),
+])
+def test_bad_constraints_fail_at_submission_and_engine_keeps_serving(engine, params, message):
+    with pytest.raises(ValueError, match=message):
+        engine.generate("Hello", {**params, "max_new_tokens": 4})
+    assert engine.generate("Hello", {"max_new_tokens": 2})["meta_info"]["completion_tokens"] == 2
+    engine.check_integrity()
+
+
+def test_recursion_deeper_than_the_limit_is_refused(engine):
+    deep = {"$defs": {"n": {"type": "object", "properties": {"child": {"$ref": "#/$defs/n"}},
+                            "required": ["child"]}}, "$ref": "#/$defs/n"}
+    with pytest.raises(ValueError, match="recursion|depth"):
+        engine.generate("Hello", {"json_schema": deep, "max_new_tokens": 4})
+    engine.check_integrity()
+
+
+def _schema_dict(schema) -> dict:
+    return schema.model_json_schema() if hasattr(schema, "model_json_schema") else schema
+
+
+def _schema_json(schema) -> str:
+    return json.dumps(_schema_dict(schema))
