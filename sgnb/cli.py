@@ -148,11 +148,15 @@ def _serve_run(args: argparse.Namespace) -> int:
 # functions each, defined above in their own section:
 #   "generate", "bench", "serve", "export", "run"  (lead: add them below "pull")
 
+from sgnb.pipeline import commands as _pipeline  # noqa: E402 - export / run live with the pipeline code
+
 COMMANDS: dict[str, tuple[AddArguments, Run]] = {
     "pull": (_pull_arguments, _pull_run),
     "generate": (_generate_arguments, _generate_run),
     "bench": (_bench_arguments, _bench_run),
     "serve": (_serve_arguments, _serve_run),
+    "export": (_pipeline.export_arguments, _pipeline.export_run),
+    "run": (_pipeline.run_arguments, _pipeline.run_run),
 }
 
 

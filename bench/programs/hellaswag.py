@@ -82,5 +82,5 @@ def validate(kwargs: dict[str, Any], out: dict[str, Any]) -> None:
 
 WORKLOAD = Workload(
     name="hellaswag", title="HellaSwag (select of 4)", program=hellaswag, make_args=make_args, outputs=outputs,
-    run_hf=run_hf, validate=validate, num_programs=16, num_hf_programs=4, paper_hit_rate="~98%",
+    run_hf=run_hf, validate=validate, num_programs=12, num_hf_programs=3, paper_hit_rate="~98%",
 )

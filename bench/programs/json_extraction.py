@@ -89,5 +89,5 @@ def validate(kwargs: dict[str, Any], out: dict[str, Any]) -> None:
 
 WORKLOAD = Workload(
     name="json_extraction", title="JSON extraction (json_schema)", program=json_extraction, make_args=make_args,
-    outputs=outputs, run_hf=run_hf, validate=validate, num_programs=12, num_hf_programs=2, regexes=(REGEX,),
+    outputs=outputs, run_hf=run_hf, validate=validate, num_programs=8, num_hf_programs=2, regexes=(REGEX,),
 )

@@ -100,5 +100,5 @@ def validate(kwargs: dict[str, Any], out: dict[str, Any]) -> None:
 
 WORKLOAD = Workload(
     name="llm_judge", title="LLM judge (fork 6 + verdict)", program=llm_judge, make_args=make_args,
-    outputs=outputs, run_hf=run_hf, validate=validate, num_programs=6, num_hf_programs=1, regexes=(SCORE_REGEX,),
+    outputs=outputs, run_hf=run_hf, validate=validate, num_programs=4, num_hf_programs=1, regexes=(SCORE_REGEX,),
 )

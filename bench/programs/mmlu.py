@@ -25,12 +25,13 @@ ELEMENTS = [("hydrogen", "H"), ("helium", "He"), ("carbon", "C"), ("nitrogen", "
 
 
 def _arithmetic(rng: random.Random) -> tuple[str, list[str], int]:
-    a, b = rng.randint(12, 99), rng.randint(12, 99)
+    a, b, rows = rng.randint(12, 99), rng.randint(12, 99), rng.randint(2, 9)
     if rng.random() < 0.5:
-        question, answer = f"A warehouse holds {a} crates and receives {b} more. How many crates does it hold now?", a + b
+        question = f"A warehouse holds {a} crates and receives {b} more. How many crates does it hold now?"
+        answer = a + b
     else:
-        question, answer = f"A tray holds {a} cups in each row and has {b % 9 + 2} rows. How many cups does it hold?", \
-            a * (b % 9 + 2)
+        question = f"A tray holds {a} cups in each row and has {rows} rows. How many cups does it hold?"
+        answer = a * rows
     wrong = sorted({answer + d for d in (-10, -2, 1, 11, 20)} - {answer})
     return question, [str(answer)] + [str(w) for w in rng.sample(wrong, 3)], 0
 

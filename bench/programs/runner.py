@@ -104,11 +104,21 @@ def hf_run(workload: Workload, hf: HFProgram, args: list[dict[str, Any]]) -> Run
     return Run(seconds, len(args), hf.num_prompt_tokens, hf.num_generated_tokens, None, outputs)
 
 
+def spread(items: list, num: int) -> list:
+    """`num` items evenly spaced over `items` (a subset that represents the whole batch, e.g. every subject)."""
+    if not 1 <= num <= len(items):
+        raise ValueError(f"cannot pick {num} of {len(items)} items")
+    return [items[i * len(items) // num] for i in range(num)]
+
+
 def warm_up(workload: Workload, backends: list[Any], hf: HFProgram | None) -> None:
     """Compile the workload's constraints everywhere, so no timed run pays for a first compile."""
+    from sgnb.constrained import TokenVocab, compile_regex
+
     for regex in workload.regexes:
-        for backend in backends:
-            backend.engine.generate("{", {"regex": regex, "max_new_tokens": 1, "temperature": 0})
+        for backend in backends:      # what the engine's constraint builder compiles (memory-cached per vocab)
+            engine = backend.engine
+            compile_regex(regex, TokenVocab.from_tokenizer(engine.tokenizer, eos_token_ids=engine.eos_ids))
         if hf is not None:
             hf.compile(regex)
 
@@ -125,11 +135,12 @@ def measure(workload: Workload, backends: dict[str, Any], hf: HFProgram | None, 
     for _ in range(repeats):
         for name, backend in backends.items():
             runs[name].append(sgnb_run(workload, backend, args, num_threads))
+    hf_args = spread(args, num_hf_programs)
     if hf is not None:
-        runs[HF] = [hf_run(workload, hf, args[:num_hf_programs]) for _ in range(hf_repeats)]
+        runs[HF] = [hf_run(workload, hf, hf_args) for _ in range(hf_repeats)]
     for name, system_runs in runs.items():
         for run in system_runs:
-            for kwargs, out in zip(args, run.outputs):
+            for kwargs, out in zip(hf_args if name == HF else args, run.outputs):
                 workload.check(kwargs, out, name)
     for backend in backends.values():
         backend.flush_cache()

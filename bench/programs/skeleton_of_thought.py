@@ -74,5 +74,5 @@ def validate(kwargs: dict[str, Any], out: dict[str, Any]) -> None:
 
 WORKLOAD = Workload(
     name="skeleton_of_thought", title="skeleton-of-thought (fork 3)", program=skeleton_of_thought,
-    make_args=make_args, outputs=outputs, run_hf=run_hf, validate=validate, num_programs=6, num_hf_programs=1,
+    make_args=make_args, outputs=outputs, run_hf=run_hf, validate=validate, num_programs=4, num_hf_programs=1,
 )

@@ -83,5 +83,5 @@ def validate(kwargs: dict[str, Any], out: dict[str, Any]) -> None:
 
 WORKLOAD = Workload(
     name="tree_of_thought", title="tree-of-thought (3x3 forks)", program=tree_of_thought, make_args=make_args,
-    outputs=outputs, run_hf=run_hf, validate=validate, num_programs=6, num_hf_programs=1, paper_hit_rate="~98%",
+    outputs=outputs, run_hf=run_hf, validate=validate, num_programs=4, num_hf_programs=1, paper_hit_rate="~98%",
 )

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 from sgnb.lang.api import resolve_backend
 from sgnb.lang.backends.base import Backend, SamplingSpec
 from sgnb.lang.batch_progress import BatchProgress
+from sgnb.lang.errors import ProgramInterrupted
 from sgnb.lang.global_config import global_config
 from sgnb.lang.interpreter import StreamExecutor
 from sgnb.lang.interrupt import ProgramGroup, abort_on_interrupt
@@ -284,7 +285,8 @@ def run_program(
         threading.Thread(target=body, name=f"sgnb-program-{executor.sid}", daemon=True).start()
         return state
     body()
-    executor.wait_tree_finished()
+    if not isinstance(executor.error_, ProgramInterrupted):  # stopped: its backend calls have ended already
+        executor.wait_tree_finished()
     if raise_errors and executor.error_ is not None:
         raise executor.error_
     return state

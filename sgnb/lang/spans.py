@@ -56,10 +56,13 @@ def snapshot(executor: StreamExecutor) -> dict:
 
 
 def plain_value(value: Any) -> Any:
+    """JSON-safe data: scalars as they are, lists/tuples and dicts recursively, anything else as str."""
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, (list, tuple)):
         return [plain_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain_value(v) for k, v in value.items()}
     return str(value)
 
 
@@ -73,19 +76,7 @@ def plain_params(params: dict) -> dict:
 
 def plain_meta(meta: dict | None) -> dict:
     """JSON-safe copy of meta_info for snapshots (logprob tuples become lists)."""
-    if not meta:
-        return {}
-    out = {}
-    for k, v in meta.items():
-        if isinstance(v, (str, int, float, bool)) or v is None:
-            out[k] = v
-        elif isinstance(v, dict):
-            out[k] = plain_meta(v)
-        elif isinstance(v, (list, tuple)):
-            out[k] = plain_value(v)
-        else:
-            out[k] = str(v)
-    return out
+    return plain_value(meta) if meta else {}
 
 
 __all__ = ["record", "snapshot", "plain_value", "plain_params", "plain_meta"]

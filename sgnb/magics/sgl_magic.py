@@ -212,7 +212,9 @@ class SglMagics(Magics):
                 view.attach(state)
 
         try:
-            state = run_interruptibly(function, backend=backend, on_start=on_start)
+            # the live view shows each generated token's logprob and alternatives on hover
+            extra = {"return_logprob": True, "top_logprobs_num": 5} if view is not None else {}
+            state = run_interruptibly(function, backend=backend, on_start=on_start, **extra)
         finally:
             if view is not None:
                 view.detach()  # last update, and the static HTML for nbconvert / GitHub

@@ -32,7 +32,8 @@ from sgnb.magics import nodes as n
 PRIMITIVE_NAMES = frozenset({"gen", "gen_int", "gen_string", "select", "image", "video"})
 _BUILTINS = frozenset(dir(builtins))
 INDENT = "    "
-_MAX_INLINE = 72  # longest string literal kept on the `s += ...` line itself
+_MAX_INLINE = 72  # longest string literal kept on one line (longer text: one literal per line of text)
+_MAX_LINE = 88  # longest `s += ...` value kept on one line
 
 # trailing-whitespace fates (backward pass): what comes first after a piece of text on every path
 BARRIER, BOUNDARY, MIXED = "barrier", "boundary", "mixed"  # something appended / a role switch or the end / both
@@ -427,6 +428,9 @@ def _string_lines(segments: list[tuple[str, str]]) -> list[str]:
                 chunks[-1].append(("text", piece))
             if i < len(parts) - 1:
                 chunks.append([])
+    whole = _fstring(segments)
+    if len(whole) <= _MAX_INLINE or len(chunks) == 1:
+        return [whole]
     return [_fstring(chunk) for chunk in chunks if chunk]
 
 
@@ -573,9 +577,21 @@ class _Body:
             else:
                 items.append(("string", [(kind, value)]))
         rendered = [[value] if kind == "primitive" else _string_lines(value) for kind, value in items]  # type: ignore[arg-type]
-        if all(len(r) == 1 and len(r[0]) <= _MAX_INLINE for r in rendered):
+        if all(len(r) == 1 for r in rendered) and len(" + ".join(r[0] for r in rendered)) <= _MAX_LINE:
             return [_Append(state, [" + ".join(r[0] for r in rendered)])]
-        return [_Append(state, r if len(r) == 1 else ["(", *r, ")"]) for r in rendered]
+        # one statement per text and the primitive after it (`s += "Label: " + sgnb.select(...)`)
+        out: list[_Append] = []
+        i = 0
+        while i < len(rendered):
+            r = rendered[i]
+            pair = i + 1 < len(rendered) and items[i][0] == "string" and items[i + 1][0] == "primitive"
+            if pair and len(r) == 1 and len(r[0]) + len(rendered[i + 1][0]) + 3 <= _MAX_LINE:
+                out.append(_Append(state, [f"{r[0]} + {rendered[i + 1][0]}"]))
+                i += 2
+                continue
+            out.append(_Append(state, r if len(r) == 1 else ["(", *r, ")"]))
+            i += 1
+        return out
 
 
 def _target_source(target: n.PyTarget) -> str:

@@ -6,48 +6,20 @@ generating for the cell.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 
 import pytest
 
 from sgnb.magics import CellInterrupted
-from sgnb.magics.interruptible import CancelledError, TrackedEngine
+from tests.lang.interrupt_helpers import assert_engine_idle, interrupt_when_running
 
 pytestmark = pytest.mark.slow
 
 LONG_GEN = 'gen("story", max_tokens=2000, ignore_eos=True)'
 
 
-def interrupt_while_generating(engine, num_running: int = 1, delay: float = 0.3) -> threading.Event:
-    """SIGINT the main thread `delay` s after `num_running` of the cell's requests are generating."""
-    fired = threading.Event()
-
-    def fire() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            running = [r for r in engine.snapshot()["running"] if r.startswith("sgl-cell-")]
-            if len(running) >= num_running:
-                time.sleep(delay)
-                fired.set()
-                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-                return
-            time.sleep(0.02)
-
-    threading.Thread(target=fire, name="test-interrupter", daemon=True).start()
-    return fired
-
-
-def assert_engine_idle(engine) -> None:
-    stats = engine.stats()
-    assert stats["num_running"] == 0 and stats["num_waiting"] == 0
-    assert engine.snapshot()["running"] == []
-    engine.check_integrity()  # free + cached + in-use slots account for the whole pool
-
-
 def test_interrupt_aborts_the_running_gen_and_the_next_cell_runs(ip, run, engine, capsys):
-    fired = interrupt_while_generating(engine)
+    fired = interrupt_when_running(engine, delay=0.3)
     started = time.monotonic()
     result = ip.run_cell(f"%%sgl --no-widget\nTell a very long story: {{{LONG_GEN}}}")
     elapsed = time.monotonic() - started
@@ -69,7 +41,7 @@ def test_interrupt_aborts_the_running_gen_and_the_next_cell_runs(ip, run, engine
 
 
 def test_interrupt_during_a_fork_aborts_every_child(ip, run, engine):
-    fired = interrupt_while_generating(engine, num_running=3)
+    fired = interrupt_when_running(engine, num_running=3, delay=0.3)
     result = ip.run_cell("%%sgl --no-widget\nStories:\n{fork i in range(3)}\n"
                          f"Story {{i}}: {{{LONG_GEN}}}\n{{join}}\nThe end: {{gen('end', max_tokens=2)}}")
     assert fired.is_set()
@@ -85,30 +57,10 @@ def test_interrupt_during_a_fork_aborts_every_child(ip, run, engine):
 
 def test_interrupt_during_batch_aborts_all_rows(ip, run, engine):
     ip.user_ns["rows"] = [{"n": i} for i in range(3)]
-    fired = interrupt_while_generating(engine, num_running=3)
+    fired = interrupt_when_running(engine, num_running=3, delay=0.3)
     result = ip.run_cell(f"%%sgl --batch rows\nStory {{n}}: {{{LONG_GEN}}}")
     assert fired.is_set()
     assert isinstance(result.error_in_exec, CellInterrupted)
     assert_engine_idle(engine)
     run('%%sgl --batch rows --max-tokens 2\nNumber {n}: {gen("x")}')
     assert [s.error() for s in ip.user_ns["_sgl"]] == [None, None, None]
-
-
-def test_tracked_engine_names_requests_and_refuses_new_ones_after_cancel(engine):
-    tracked = TrackedEngine(engine)
-    results = tracked.generate(prompt=["Hi", "Yo"], sampling_params={"max_new_tokens": 1, "temperature": 0})
-    assert [r["meta_info"]["id"].startswith("sgl-cell-") for r in results] == [True, True]
-    assert tracked.num_in_flight == 0
-    stream = tracked.generate(prompt="Count:", sampling_params={"max_new_tokens": 500, "ignore_eos": True},
-                              stream=True)
-    first = next(stream)
-    assert "text" in first and tracked.num_in_flight == 1
-    assert tracked.cancel() == 1
-    rest = list(stream)  # the engine finishes the stream with an abort
-    assert rest[-1]["meta_info"]["finish_reason"]["type"] == "abort"
-    assert tracked.num_in_flight == 0
-    with pytest.raises(CancelledError):
-        tracked.generate(prompt="again", sampling_params={"max_new_tokens": 1})
-    with pytest.raises(CancelledError):
-        tracked.score(prompt="again")
-    assert_engine_idle(engine)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sgnb.lang.backends.base import GenContext, SamplingSpec, UnsupportedFeatureError
+from sgnb.lang.backends.base import BackendError, GenContext, SamplingSpec, UnsupportedFeatureError
 from sgnb.lang.backends.engine_backend import EngineBackend
 from sgnb.lang.choices import greedy_token_selection, token_length_normalized, unconditional_likelihood_normalized
 
@@ -69,6 +69,27 @@ def test_cache_prefix_lands_in_the_radix_cache(backend, engine):
     backend.cache_prefix(prefix)
     _, meta = backend.generate(GenContext(text=prefix + "Next:"), SamplingSpec(max_new_tokens=2, temperature=0))
     assert meta["cached_tokens"] >= len(engine.tokenizer.encode(prefix)) - 1
+
+
+def test_abort_stops_a_states_requests_and_refuses_its_new_ones(backend, engine):
+    ctx = GenContext(text="Count to a thousand: 1, 2,", state_id="s-abort-test")
+    other = GenContext(text="Count to ten: 1,", state_id="s-bystander")
+    stream = backend.generate_stream(ctx, SamplingSpec(max_new_tokens=1000, temperature=0, ignore_eos=True))
+    next(stream)
+    assert [r for r in engine.snapshot()["running"] if r.startswith("sgl-s-abort-test-")] != []
+    assert backend.abort(["s-abort-test", "s-bystander"]) == 1  # the bystander had nothing running
+    with pytest.raises(BackendError, match="aborted the request: interrupted"):
+        list(stream)
+    with pytest.raises(BackendError, match="program state s-abort-test was aborted"):
+        backend.select(ctx, ["3", "three"], 0.0, token_length_normalized)
+    backend.end_program("s-abort-test")  # the state ended: its id is forgotten
+    backend.end_program("s-bystander")
+    assert backend.generate(ctx, SamplingSpec(max_new_tokens=2, temperature=0))[1]["completion_tokens"] == 2
+    assert backend.abort(["s-abort-test"]) == 0
+    backend.end_program("s-abort-test")
+    assert backend.generate(other, SamplingSpec(max_new_tokens=1))[1]["completion_tokens"] == 1
+    stats = engine.stats()
+    assert stats["num_running"] == 0 and stats["num_waiting"] == 0
 
 
 def test_images_and_empty_prompts_are_refused(backend):

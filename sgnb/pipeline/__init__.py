@@ -1,0 +1,45 @@
+"""Notebook to pipeline: `sgnb export` turns a notebook's `%%sgl` programs into a Python module, `sgnb run`
+runs one over a file of rows (resumable, one output record per row).
+
+    from sgnb.pipeline import export_notebook, read_rows
+    source = export_notebook("05_batch_pipelines.ipynb").source
+
+Nothing heavy is imported here: the engine loads only when a run starts.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "export_notebook": "sgnb.pipeline.export",
+    "Export": "sgnb.pipeline.export",
+    "read_notebook": "sgnb.pipeline.notebook",
+    "read_rows": "sgnb.pipeline.rows",
+    "read_output": "sgnb.pipeline.rows",
+    "load_pipeline": "sgnb.pipeline.runner",
+    "run_pipeline": "sgnb.pipeline.runner",
+    "run_rows": "sgnb.pipeline.runner",
+    "main_for_module": "sgnb.pipeline.runner",
+    "PipelineError": "sgnb.pipeline.errors",
+    "NotebookError": "sgnb.pipeline.errors",
+    "RowError": "sgnb.pipeline.errors",
+    "OutputError": "sgnb.pipeline.errors",
+    "ProgramNotFoundError": "sgnb.pipeline.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sgnb.pipeline' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
