@@ -21,6 +21,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "SglFunction": ("sgnb.lang.program", "SglFunction"),
     "ProgramState": ("sgnb.lang.state", "ProgramState"),
     "ProgramError": ("sgnb.lang.interpreter", "ProgramError"),
+    "ProgramInterrupted": ("sgnb.lang.errors", "ProgramInterrupted"),
     "set_default_backend": ("sgnb.lang.api", "set_default_backend"),
     "get_default_backend": ("sgnb.lang.api", "get_default_backend"),
     "flush_cache": ("sgnb.lang.api", "flush_cache"),
