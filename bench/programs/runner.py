@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.programs.hf_program import HFProgram
-from bench.programs.workload import MalformedOutput, Workload
+from bench.programs.workload import Workload
 
 SGNB, NO_CACHE, HF = "sgnb", "sgnb, radix cache off", "transformers"
 
