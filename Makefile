@@ -5,6 +5,7 @@
 #   make demo          run a short real sgnb program
 #   make browser-deps  Debian chromium for the browser tests (root + apt only; otherwise a note)
 #   make test          all of the above that tests need, then the whole pytest suite
+#   make bench-envs    bench-only venvs: bench/.venv-constrained (outlines, xgrammar), bench/.venv-llama (~15 min build)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
@@ -20,7 +21,7 @@ PIP := $(BIN)/python -m pip --quiet
 # This machine's pip config names local index folders that lack most packages; pip warns once per package.
 PIP_NOISE := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help venv model demo browser-deps test
+.PHONY: help venv model demo browser-deps test bench-envs
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -62,3 +63,21 @@ test: venv model browser-deps
 	@rc=0; $(BIN)/pytest -q -ra -p no:cacheprovider --timeout=600 $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
 	exit $$rc
+
+# Bench-only venvs, never part of .venv or the tests: the baselines of bench/constrained_json.py
+# (outlines, xgrammar; torch pinned first as above) and of `bench/fewshot.py --llama-python`
+# (llama-cpp-python, compiled from source). Each is rebuilt when its requirements file changes.
+bench-envs: bench/.venv-constrained/.installed bench/.venv-llama/.installed
+
+bench/.venv-constrained/.installed: bench/requirements-constrained.txt
+	@test -x bench/.venv-constrained/bin/python || $(PYTHON) -m venv bench/.venv-constrained
+	@echo "bench/.venv-constrained: pip install '$(TORCH_SPEC)' -r $<"
+	@bench/.venv-constrained/bin/python -m pip --quiet install '$(TORCH_SPEC)' $(PIP_NOISE)
+	@bench/.venv-constrained/bin/python -m pip --quiet install -r $< $(PIP_NOISE)
+	@touch $@
+
+bench/.venv-llama/.installed: bench/requirements-llama.txt
+	@test -x bench/.venv-llama/bin/python || $(PYTHON) -m venv bench/.venv-llama
+	@echo "bench/.venv-llama: pip install -r $< (compiles llama.cpp)"
+	@bench/.venv-llama/bin/python -m pip --quiet install -r $< $(PIP_NOISE)
+	@touch $@

@@ -10,7 +10,8 @@ Compares, in one run on the same machine, batch (all prompts at once) and one at
                           vs  outlines (outlines_core index) driving transformers `generate`
                           vs  xgrammar (its transformers LogitsProcessor) driving transformers `generate`
 The last two run in a subprocess with the bench-only venv's Python (`make bench-envs` builds
-bench/.venv-constrained); they are skipped, saying so, when it is missing.
+bench/.venv-constrained); they are skipped, saying so, when it is missing. Their one-at-a-time
+runs take the first --hf-subset programs (transformers `generate` is slow here); ratios are of programs/s.
 
 Reports programs/s and output tokens/s (medians over --repeats), forward passes saved, the
 forced-token share, tokens the retokenization rule held back, output validity (json.loads +
@@ -26,11 +27,10 @@ import argparse
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,15 +175,45 @@ class Run:
     num_jumps: int = 0
     num_held_back: int = 0
     num_cut: int = 0                   # finished by max_new_tokens instead of by the constraint
-    extra: dict = field(default_factory=dict)
+    pass_seconds: dict[str, list[float]] | None = None   # pass kind -> seconds of each forward pass
 
 
-def run_sgnb(engine, workload: Workload, max_new_tokens: int, jump_forward: bool, batch: bool) -> Run:
+class PassTimer:
+    """Times the engine's forward passes by kind, to explain the throughput: prefill (extend steps
+    with prompt tokens), jump extend (extend steps of forced tokens only; running requests ride
+    along as one-token extends) and decode (one token per running request)."""
+
+    def __init__(self, engine) -> None:
+        self.seconds: dict[str, list[float]] = {"prefill": [], "jump extend": [], "decode": []}
+        forward = engine.runner.forward
+
+        def timed(batch, keep_all):
+            if batch.mode.name == "DECODE":
+                kind = "decode"
+            else:
+                kind = "prefill" if any(r.kv_len < len(r.input_ids) for r in batch.reqs) else "jump extend"
+            t0 = time.perf_counter()
+            out = forward(batch, keep_all)
+            self.seconds[kind].append(time.perf_counter() - t0)
+            return out
+
+        engine.runner.forward = timed
+
+    def take(self) -> dict[str, list[float]]:
+        taken = {k: list(v) for k, v in self.seconds.items()}
+        for v in self.seconds.values():
+            v.clear()
+        return taken
+
+
+def run_sgnb(engine, timer: PassTimer, workload: Workload, max_new_tokens: int, jump_forward: bool,
+             batch: bool) -> Run:
     params = {"max_new_tokens": max_new_tokens, "temperature": 0, "json_schema": workload.schema,
               "jump_forward": jump_forward}
     if not engine.flush_cache():
         raise RuntimeError("flush_cache refused: requests still running")
     before = engine.stats()["num_forward_passes"]
+    timer.take()
     t0 = time.perf_counter()
     if batch:
         results = engine.generate(workload.prompts, params)
@@ -195,7 +225,7 @@ def run_sgnb(engine, workload: Workload, max_new_tokens: int, jump_forward: bool
                engine.stats()["num_forward_passes"] - before,
                sum(s["num_forced_tokens"] for s in summaries), sum(s["num_jumps"] for s in summaries),
                sum(s["num_held_back"] for s in summaries),
-               sum(r["meta_info"]["finish_reason"]["type"] == "length" for r in results))
+               sum(r["meta_info"]["finish_reason"]["type"] == "length" for r in results), timer.take())
 
 
 def sgnb_compile_ms(schema: dict, tokenizer) -> float:
@@ -283,7 +313,7 @@ def _hf_lib(lib: str, job: dict, model, tok, versions: dict) -> dict:
             runs[mode] = []
             for _ in range(job["repeats"]):
                 t0 = time.perf_counter()
-                texts = many(prompts) if mode == "batch" else [t for p in prompts for t in one(p)]
+                texts = many(prompts) if mode == "batch" else [t for p in prompts[:job["subset"]] for t in one(p)]
                 seconds = time.perf_counter() - t0
                 num_tokens = sum(len(tok(t)["input_ids"]) for t in texts)  # retokenized: outlines returns text
                 runs[mode].append({"seconds": seconds, "texts": texts, "num_output_tokens": num_tokens})
@@ -292,9 +322,9 @@ def _hf_lib(lib: str, job: dict, model, tok, versions: dict) -> dict:
 
 
 def run_hf_libs(python: Path, model_path: Path, dtype: str, workloads: list[Workload], tokenizer,
-                max_new_tokens: int, repeats: int, modes: list[str]) -> dict:
+                max_new_tokens: int, repeats: int, modes: list[str], subset: int) -> dict:
     job = {"model_path": str(model_path), "dtype": dtype, "max_new_tokens": max_new_tokens, "repeats": repeats,
-           "modes": modes,
+           "modes": modes, "subset": subset,
            "workloads": [{"name": w.name, "schema": w.schema, "prompts": w.prompts,
                           "input_ids": [tokenizer(p)["input_ids"] for p in w.prompts]} for w in workloads]}
     proc = subprocess.run([str(python), str(Path(__file__).resolve()), "--hf-worker"], input=json.dumps(job),
@@ -312,33 +342,41 @@ def median_run(runs: list[Run]) -> Run:
     return sorted(runs, key=lambda r: r.seconds)[(len(runs) - 1) // 2]
 
 
-def print_mode(workload: Workload, mode: str, rows: dict[str, list[Run]]) -> None:
+def print_mode(workload: Workload, mode: str, rows: dict[str, list[Run]], show_outputs: bool) -> None:
     n = len(workload.prompts)
     on, off = median_run(rows["sgnb jump-forward"]), median_run(rows["sgnb no jump-forward"])
-    print(f"\n{workload.name}, {mode} ({n} programs)")
-    print(f"  {'system':28s} {'programs/s':>10s} {'out tok/s':>9s} {'passes':>6s} {'valid':>6s} {'fields':>6s} "
-          f"{'cut':>4s} {'sgnb jf speedup':>15s}")
+    sizes = sorted({len(runs[0].texts) for runs in rows.values()})
+    print(f"\n{workload.name}, {mode} ({' or '.join(map(str, sizes))} programs)")
+    print(f"  {'system':26s} {'programs/s':>10s} {'out tok/s':>9s} {'passes':>6s} {'valid':>6s} {'fields':>6s} "
+          f"{'cut':>3s} {'=no-jf':>6s} {'sgnb-jf speedup':>15s}")
     for name, runs in rows.items():
         run = median_run(runs)
-        rate = n / run.seconds
+        k = len(run.texts)
         valid, accuracy = check_outputs(run.texts, workload)
         passes = str(run.num_forward_passes) if name.startswith("sgnb") else "-"
         cut = str(run.num_cut) if name.startswith("sgnb") else "-"
-        print(f"  {name:28s} {rate:10.3f} {run.num_output_tokens / run.seconds:9.1f} {passes:>6s} "
-              f"{valid:>3d}/{n:<2d} {accuracy:6.1%} {cut:>4s} {run.seconds / on.seconds:14.2f}x")
+        same = sum(a == b for a, b in zip(run.texts, off.texts))
+        print(f"  {name:26s} {k / run.seconds:10.3f} {run.num_output_tokens / run.seconds:9.1f} {passes:>6s} "
+              f"{valid:>3d}/{k:<2d} {accuracy:6.1%} {cut:>3s} {same:>3d}/{k:<2d} {(n / on.seconds) / (k / run.seconds):14.2f}x")
+        if show_outputs:
+            print(f"      first output: {run.texts[0]}")
     saved = off.num_forward_passes - on.num_forward_passes
     same = sum(a == b for a, b in zip(on.texts, off.texts))
-    stable = all(r.texts == on.texts for r in rows["sgnb jump-forward"])
+    stable = (all(r.texts == on.texts for r in rows["sgnb jump-forward"])
+              and all(r.texts == off.texts for r in rows["sgnb no jump-forward"]))
     print(f"  jump-forward: {off.seconds / on.seconds:.2f}x programs/s (target >= 1.5x), "
           f"{(on.num_output_tokens / on.seconds) / (off.num_output_tokens / off.seconds):.2f}x output tokens/s; "
           f"forward passes {off.num_forward_passes} -> {on.num_forward_passes} "
           f"(saved {saved}, {saved / max(off.num_forward_passes, 1):.0%})")
-    print(f"  forced tokens {on.num_forced_tokens}/{on.num_output_tokens} ({on.num_forced_tokens / max(on.num_output_tokens, 1):.0%}) "
-          f"in {on.num_jumps} jumps ({on.num_forced_tokens / max(on.num_jumps, 1):.1f} tokens/jump); "
-          f"held back by the retokenization rule: {on.num_held_back} tokens "
-          f"({on.num_held_back / max(on.num_jumps, 1):.2f} per jump)")
+    print(f"  forced tokens {on.num_forced_tokens}/{on.num_output_tokens} "
+          f"({on.num_forced_tokens / max(on.num_output_tokens, 1):.0%}) in {on.num_jumps} jumps "
+          f"({on.num_forced_tokens / max(on.num_jumps, 1):.1f} tokens/jump); held back by the retokenization rule: "
+          f"{on.num_held_back} tokens ({on.num_held_back / max(on.num_jumps, 1):.2f} per jump)")
+    for name, run in (("on", on), ("off", off)):
+        parts = [f"{len(t)} {kind} x {sum(t) / len(t) * 1e3:.0f} ms" for kind, t in run.pass_seconds.items() if t]
+        print(f"  passes with jump-forward {name}: " + " + ".join(parts))
     print(f"  greedy outputs identical with/without jump-forward: {same}/{n}; "
-          f"jump-forward outputs identical across repeats: {stable}")
+          f"sgnb outputs identical across repeats: {stable}")
 
 
 def main() -> None:
@@ -351,7 +389,12 @@ def main() -> None:
     ap.add_argument("--workloads", default="character,city")
     ap.add_argument("--bench-python", default=str(BENCH_PYTHON),
                     help="a Python with outlines, xgrammar and transformers (default: bench/.venv-constrained)")
-    ap.add_argument("--hf-repeats", type=int, default=1, help="timed runs per outlines/xgrammar variant")
+    ap.add_argument("--hf-repeats", type=int, default=None, help="timed runs per outlines/xgrammar variant "
+                    "(default: --repeats)")
+    ap.add_argument("--hf-subset", type=int, default=4,
+                    help="programs outlines / xgrammar run one at a time (their batch runs take all)")
+    ap.add_argument("--show-outputs", action="store_true", help="print each system's first output")
+    ap.add_argument("--dump", default=None, help="write every system's outputs (median run) to this JSON file")
     ap.add_argument("--hf-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.hf_worker:
@@ -385,6 +428,7 @@ def main() -> None:
 
     results: dict[tuple[str, str], dict[str, list[Run]]] = {}
     with Engine("smollm2-135m", dtype=args.dtype) as engine:
+        timer = PassTimer(engine)
         for w in workloads:  # compile the FSM and warm the mask cache outside the timings
             for jf in (True, False):
                 engine.generate(w.prompts[0], {"max_new_tokens": args.max_new_tokens, "temperature": 0,
@@ -395,7 +439,7 @@ def main() -> None:
                     rows = results.setdefault((w.name, mode), {"sgnb jump-forward": [], "sgnb no jump-forward": []})
                     order = (True, False) if rep % 2 == 0 else (False, True)  # alternate who goes first
                     for jf in order:
-                        run = run_sgnb(engine, w, args.max_new_tokens, jf, mode == "batch")
+                        run = run_sgnb(engine, timer, w, args.max_new_tokens, jf, mode == "batch")
                         rows["sgnb jump-forward" if jf else "sgnb no jump-forward"].append(run)
             print(f"  sgnb repeat {rep + 1}/{args.repeats} done, load average {os.getloadavg()[0]:.1f}", flush=True)
         engine.check_integrity()
@@ -404,7 +448,7 @@ def main() -> None:
     python = Path(args.bench_python)
     if python.exists():
         hf = run_hf_libs(python, model_path, args.dtype, workloads, tokenizer, args.max_new_tokens,
-                         args.hf_repeats, modes)
+                         args.hf_repeats or args.repeats, modes, args.hf_subset)
         if "error" in hf:
             print(f"outlines / xgrammar: {hf['error']}")
         else:
@@ -424,10 +468,14 @@ def main() -> None:
 
     print("\nprograms/s and output tokens/s are medians over repeats; passes = forward passes of that run; "
           "valid = json.loads + jsonschema.validate; fields = fact fields extracted exactly; "
-          "cut = stopped by max_new_tokens; last column = that system's time / sgnb jump-forward's")
+          "cut = stopped by max_new_tokens; =no-jf = outputs identical to sgnb without jump-forward's; last column = sgnb jump-forward's programs/s / that system's")
     for w in workloads:
         for mode in modes:
-            print_mode(w, mode, results[(w.name, mode)])
+            print_mode(w, mode, results[(w.name, mode)], args.show_outputs)
+    if args.dump:
+        Path(args.dump).write_text(json.dumps(
+            {f"{name}/{mode}": {system: median_run(runs).texts for system, runs in rows.items()}
+             for (name, mode), rows in results.items()}, indent=1))
     print("\ncold schema compile (ms): " + "; ".join(
         f"{name}: " + ", ".join(f"{lib} {ms:.0f}" for lib, ms in per.items()) for name, per in compile_ms.items()))
     load_end = os.getloadavg()

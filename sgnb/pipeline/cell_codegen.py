@@ -25,9 +25,11 @@ from __future__ import annotations
 import ast
 import builtins
 import keyword
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sgnb.magics import nodes as n
+from sgnb.pipeline.code_cells import free_names
 
 PRIMITIVE_NAMES = frozenset({"gen", "gen_int", "gen_string", "select", "image", "video"})
 _BUILTINS = frozenset(dir(builtins))
@@ -72,10 +74,9 @@ def readable_program(template: n.CellTemplate, name: str, params: str | None,
                      module_names: frozenset[str] | set[str]) -> str:
     """The `@sgnb.function` definition of a parsed cell (no trailing newline). Raises `NotReadable`."""
     param_names = _param_names(params)
-    expressions = list(_expressions(template.body))
     all_names: set[str] = set()
-    for expr in expressions:
-        all_names |= {x.id for x in ast.walk(_parse(_expr_source(expr))) if isinstance(x, ast.Name)}
+    for expr in expressions(template.body):
+        all_names |= {x.id for x in ast.walk(_parse(expr_source(expr))) if isinstance(x, ast.Name)}
     loop_names = _check_loops(template, param_names)
     scope = _Scope(frozenset(param_names), template.var_names, frozenset(module_names), frozenset(loop_names),
                    taken=all_names | param_names | set(module_names) | {"s", "sgnb"} | set(_BUILTINS))
@@ -86,7 +87,7 @@ def readable_program(template: n.CellTemplate, name: str, params: str | None,
         if clash and var in all_names:
             raise NotReadable(f"the generated variable {var!r} is also a notebook, builtin or primitive name, "
                               "so what `{" + var + "}` means depends on run time")
-    texts = _resolve_whitespace(template.body, scope)
+    texts = _resolve_whitespace(template, scope)
     _check_roles(template.body)
     body_lines = _Body(scope, texts).top_level(template.body)
     signature = f"s, {params.strip()}" if params and params.strip() else "s"
@@ -101,39 +102,42 @@ def _param_names(params: str | None) -> set[str]:
 
 
 # ------------------------------------------------------------------ structure checks
-def _expressions(nodes: list[n.Node]):
+def expressions(nodes: list[n.Node]) -> Iterator[n.PyExpr]:
+    """Every Python expression of a node tree: `{...}` values, loop iterables, fork counts, conditions."""
     for node in nodes:
         if isinstance(node, n.Expr):
             yield node.expr
         elif isinstance(node, n.For):
             yield node.iterable
-            yield from _expressions(node.body)
+            yield from expressions(node.body)
         elif isinstance(node, n.Fork):
             yield node.iterable if node.iterable is not None else node.count
-            yield from _expressions(node.body)
+            yield from expressions(node.body)
         elif isinstance(node, n.If):
             for cond, body in node.branches:
                 yield cond
-                yield from _expressions(body)
+                yield from expressions(body)
             if node.orelse is not None:
-                yield from _expressions(node.orelse)
+                yield from expressions(node.orelse)
 
 
-def _target_names(target: n.PyTarget) -> set[str]:
+def target_names(target: n.PyTarget) -> set[str]:
+    """The names a `{for}` / `{fork}` target binds (`k, v` -> {"k", "v"})."""
     loop = ast.parse(f"for {target.text}: pass").body[0]
     return {x.id for x in ast.walk(loop.target) if isinstance(x, ast.Name)}
 
 
 def _check_loops(template: n.CellTemplate, params: set[str]) -> set[str]:
     """Loop and fork variables must be unique, not parameters, and unused outside their block (Python's loop
-    variables outlive the loop; the cell's do not)."""
+    variables outlive the loop; the cell's do not). Returns every loop variable."""
     seen: set[str] = set()
+    reads: list[tuple[n.PyExpr, set[str]]] = []  # each expression, with the loop variables bound where it is
 
     def visit(nodes: list[n.Node], bound: set[str]) -> None:
         for node in nodes:
             if isinstance(node, (n.For, n.Fork)):
-                check(node.iterable if node.iterable is not None else node.count, bound)
-                names = _target_names(node.target) if node.target is not None else set()
+                reads.append((node.iterable if node.iterable is not None else node.count, bound))
+                names = target_names(node.target) if node.target is not None else set()
                 reused = names & (seen | params | {"s"})
                 if reused:
                     raise NotReadable(f"loop variable {sorted(reused)[0]!r} is also a parameter or another "
@@ -142,21 +146,16 @@ def _check_loops(template: n.CellTemplate, params: set[str]) -> set[str]:
                 visit(node.body, bound | names)
             elif isinstance(node, n.If):
                 for cond, body in node.branches:
-                    check(cond, bound)
+                    reads.append((cond, bound))
                     visit(body, bound)
                 if node.orelse is not None:
                     visit(node.orelse, bound)
             elif isinstance(node, n.Expr):
-                check(node.expr, bound)
-
-    pending_checks: list[tuple[n.PyExpr, set[str]]] = []
-
-    def check(expr: n.PyExpr, bound: set[str]) -> None:
-        pending_checks.append((expr, set(bound)))
+                reads.append((node.expr, bound))
 
     visit(template.body, set())
-    for expr, bound in pending_checks:
-        used = {x.id for x in ast.walk(_parse(_expr_source(expr))) if isinstance(x, ast.Name)}
+    for expr, bound in reads:
+        used = free_names(_parse(expr_source(expr)))  # a comprehension's own `for i in ...` is not a use
         outside = (used & seen) - bound
         if outside:
             raise NotReadable(f"loop variable {sorted(outside)[0]!r} is also used outside its loop")
@@ -180,8 +179,9 @@ def _bodies(node: n.Node) -> list[list[n.Node]]:
 
 
 # ------------------------------------------------------------------ whitespace
-def _resolve_whitespace(body: list[n.Node], scope: _Scope) -> dict[int, str]:
+def _resolve_whitespace(template: n.CellTemplate, scope: _Scope) -> dict[int, str]:
     """The text each `Text` node really appends (id(node) -> text), as `CellProgram` would strip it."""
+    body = template.body
     tail: dict[int, str] = {}
     lead: dict[int, str] = {}
 
@@ -220,7 +220,7 @@ def _resolve_whitespace(body: list[n.Node], scope: _Scope) -> dict[int, str]:
                 if node.text.strip():
                     state = NOT_AT_START
             elif isinstance(node, n.Expr):
-                kind = _classify(_parse(_expr_source(node.expr)), scope, set())
+                kind = _classify(_parse(expr_source(node.expr)), scope, set())
                 if kind == "primitive":
                     state = NOT_AT_START
                 elif kind != "subprogram":  # a value: an empty one leaves the walk at the start
@@ -251,7 +251,11 @@ def _resolve_whitespace(body: list[n.Node], scope: _Scope) -> dict[int, str]:
     def resolve(nodes: list[n.Node]) -> None:
         for node in nodes:
             if isinstance(node, n.Text):
-                texts[id(node)] = _strip(node, lead[id(node)], tail[id(node)])
+                try:
+                    texts[id(node)] = _strip(node, lead[id(node)], tail[id(node)])
+                except NotReadable as exc:
+                    line = template.first_line + template.source.count("\n", 0, node.start)
+                    raise NotReadable(f"cell line {line}: {exc}") from None
             for b in _bodies(node):
                 resolve(b)
 
@@ -284,7 +288,7 @@ def _strip(node: n.Text, lead: str, tail: str) -> str:
 
 
 # ------------------------------------------------------------------ expressions
-def _expr_source(expr: n.PyExpr) -> str:
+def expr_source(expr: n.PyExpr) -> str:
     """The expression's own source text (for-headers are stored as `for TARGET in ITERABLE: pass`)."""
     if expr.prefix_len == 0:
         return expr.text
@@ -375,9 +379,11 @@ def _span(source: str, node: ast.AST) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------ emission
-def py_string(text: str, is_fstring: bool = False) -> str:
-    """A double-quoted Python literal for `text` (braces doubled in an f-string)."""
-    quote = "'" if '"' in text and "'" not in text else '"'
+def py_string(text: str, is_fstring: bool = False, quote: str | None = None) -> str:
+    """A Python literal for `text`: double quotes unless only single ones avoid escapes (braces doubled in an
+    f-string body)."""
+    if quote is None:
+        quote = "'" if '"' in text and "'" not in text else '"'
     out = []
     for ch in text:
         if ch == "\\":
@@ -400,18 +406,14 @@ def py_string(text: str, is_fstring: bool = False) -> str:
 
 
 def _fstring(segments: list[tuple[str, str]]) -> str:
-    """`segments`: ("text", str) or ("inline", code); code holds no quotes but single ones and no backslash."""
+    """`segments`: ("text", str) or ("inline", code); inline code holds no double quote and no backslash."""
     if all(kind == "text" for kind, _ in segments):
         return py_string("".join(value for _, value in segments))
-    body = []
-    for kind, value in segments:
-        body.append(py_string(value, True)[1:-1] if kind == "text" else "{" + value + "}")
-    text = "".join(body)
-    quote = "'" if '"' in text and "'" not in text else '"'
-    if quote == "'":  # rebuild with single quotes: text parts were escaped for double quotes
-        body = [py_string(v, True)[1:-1] if k == "text" else "{" + v + "}" for k, v in segments]
-        text = "".join(body)
-    return "f" + quote + text + quote
+    text = "".join(value for kind, value in segments if kind == "text")
+    has_single = any("'" in value for kind, value in segments if kind == "inline")
+    quote = "'" if '"' in text and "'" not in text and not has_single else '"'
+    body = [py_string(value, True, quote)[1:-1] if kind == "text" else "{" + value + "}" for kind, value in segments]
+    return "f" + quote + "".join(body) + quote
 
 
 def _string_lines(segments: list[tuple[str, str]]) -> list[str]:
@@ -505,7 +507,7 @@ class _Body:
                 if text:
                     parts.append(("text", text))
             elif isinstance(node, n.Expr):
-                source = _expr_source(node.expr)
+                source = expr_source(node.expr)
                 kind = _classify(_parse(source), self.scope, bound)
                 rewrite = _Rewrite(self.scope, state, bound)
                 code = rewrite(source)
@@ -525,7 +527,7 @@ class _Body:
                 flush()
                 lines: list[str] = []
                 for i, (cond, body) in enumerate(node.branches):
-                    code = _Rewrite(self.scope, state, bound)(_expr_source(cond))
+                    code = _Rewrite(self.scope, state, bound)(expr_source(cond))
                     lines += [f"{'if' if i == 0 else 'elif'} {code}:", *nested(body, bound)]
                 if node.orelse is not None:
                     lines += ["else:", *nested(node.orelse, bound)]
@@ -533,8 +535,8 @@ class _Body:
             elif isinstance(node, n.For):
                 flush()
                 target = _target_source(node.target)
-                iterable = _Rewrite(self.scope, state, bound)(_expr_source(node.iterable))
-                out.append([f"for {target} in {iterable}:", *nested(node.body, bound | _target_names(node.target))])
+                iterable = _Rewrite(self.scope, state, bound)(expr_source(node.iterable))
+                out.append([f"for {target} in {iterable}:", *nested(node.body, bound | target_names(node.target))])
             elif isinstance(node, n.Fork):
                 flush()
                 out.append(self.fork(node, state, bound))
@@ -545,7 +547,7 @@ class _Body:
         forks = self.scope.fresh("forks")
         branch = self.scope.fresh("branch")
         join = "" if node.join_mode == "gather_variable" else f'"{node.join_mode}"'
-        inner_bound = bound | (_target_names(node.target) if node.target is not None else set())
+        inner_bound = bound | (target_names(node.target) if node.target is not None else set())
         body = _render(self.entries(node.body, branch, inner_bound), INDENT) or [INDENT + "pass"]
         if node.count is not None:
             count = _Rewrite(self.scope, state, bound)(node.count.text)
@@ -554,7 +556,7 @@ class _Body:
                 return lines
             return [f"if {count}:", *[INDENT + x for x in lines]]  # the cell skips a fork of 0
         target = _target_source(node.target)
-        iterable = _Rewrite(self.scope, state, bound)(_expr_source(node.iterable))
+        iterable = _Rewrite(self.scope, state, bound)(expr_source(node.iterable))
         size = _literal_len(iterable)
         if size:
             return [f"{forks} = {state}.fork({size})", f"for {target}, {branch} in zip({iterable}, {forks}):",

@@ -17,7 +17,7 @@ def export_run(args: argparse.Namespace) -> int:
     from sgnb.pipeline.errors import OutputError
     from sgnb.pipeline.export import export_notebook
 
-    result = export_notebook(args.notebook)
+    result = export_notebook(args.notebook, "pipeline.py" if args.output == "-" else Path(args.output).name)
     if args.output == "-":
         sys.stdout.write(result.source)
     else:

@@ -19,7 +19,7 @@ from pathlib import Path
 from sgnb.pipeline.cell_codegen import NotReadable, py_string, readable_program
 from sgnb.pipeline.code_cells import Statement, cell_statements, needed_statements
 from sgnb.pipeline.errors import NotebookError
-from sgnb.pipeline.notebook import CodeCell, SglCell, read_notebook
+from sgnb.pipeline.notebook import CodeCell, ErrorExampleCell, SglCell, read_notebook
 
 
 @dataclass(slots=True)
@@ -41,8 +41,9 @@ class Export:
     skipped_cells: list[str] = field(default_factory=list)
 
 
-def export_notebook(path: str | Path) -> Export:
-    """Export the notebook at `path`. Raises `NotebookError` naming the notebook and cell on bad input."""
+def export_notebook(path: str | Path, output_name: str = "pipeline.py") -> Export:
+    """Export the notebook at `path` (`output_name`: the module's file name, for its usage notes).
+    Raises `NotebookError` naming the notebook and cell on bad input."""
     from sgnb.magics.errors import SglSyntaxError
     from sgnb.magics.parser import parse_cell, parse_header
 
@@ -60,6 +61,8 @@ def export_notebook(path: str | Path) -> Export:
             statements += found
             if note:
                 skipped.append(f"cell {cell.number}: {note}")
+        elif isinstance(cell, ErrorExampleCell):
+            skipped.append(f"cell {cell.number}: tagged raises-exception (an error shown on purpose)")
     module_names = {name for st in statements for name in st.defines} | {c.name for c in sgl_cells}
 
     pieces: dict[int, str] = {}  # cell number -> program code
@@ -71,7 +74,7 @@ def export_notebook(path: str | Path) -> Export:
             template = parse_cell(cell.body, first_line=2)
         except SglSyntaxError as exc:
             raise NotebookError(f"{path} cell {cell.number}: {type(exc).__name__}: {exc}") from None
-        used |= _free_names(template, cell.header)
+        used |= _free_names(template, params)
         reason = "an unnamed cell takes whatever arguments each row holds" if cell.header is None else None
         code = None
         if reason is None:
@@ -85,7 +88,14 @@ def export_notebook(path: str | Path) -> Export:
         programs.append(ExportedProgram(cell.name, cell.number, params, reason))
 
     chosen = needed_statements(statements, used)
-    source = _module_source(path, cells, chosen, pieces, programs, sgl_cells)
+    # a cell's `--out` variable exists only once the cell has run: code reading it cannot run at import
+    results = {c.options.get("out") or "_sgl" for c in sgl_cells if c.header is None or c.options.get("batch")}
+    results -= {name for st in statements for name in st.defines}
+    for st in [st for st in chosen if st.uses & results]:
+        chosen.remove(st)
+        skipped.append(f"cell {st.cell}: reads {', '.join(sorted(st.uses & results))}, the result of a %%sgl cell "
+                       "run in the notebook, which does not exist when the pipeline is imported")
+    source = _module_source(path, output_name, cells, chosen, pieces, programs, sgl_cells)
     try:
         compile(source, f"<export of {path}>", "exec")
     except SyntaxError as exc:  # a bug here, not the user's: say where
@@ -94,21 +104,34 @@ def export_notebook(path: str | Path) -> Export:
     return Export(source, programs, skipped)
 
 
-def _free_names(template, header: str | None) -> set[str]:
-    """Every name the cell's expressions (and parameter defaults) read; an over-approximation is fine."""
-    from sgnb.pipeline.cell_codegen import _expr_source, _expressions
+def _free_names(template, params: str | None) -> set[str]:
+    """The notebook names a cell may read: every name its expressions and parameter defaults read, minus its
+    parameters, loop variables and generated variables (an over-approximation otherwise)."""
+    from sgnb.pipeline.cell_codegen import expr_source, expressions, target_names
 
     names: set[str] = set()
-    for expr in _expressions(template.body):
-        names |= {x.id for x in ast.walk(ast.parse(_expr_source(expr).strip(), mode="eval"))
+    local: set[str] = set(template.var_names) | {"s"}
+    for expr in expressions(template.body):
+        names |= {x.id for x in ast.walk(ast.parse(expr_source(expr).strip(), mode="eval"))
                   if isinstance(x, ast.Name)}
-    if header is not None and "(" in header:
-        params = header.split("(", 1)[1].rsplit(")", 1)[0]
-        tree = ast.parse(f"def f(s, {params}): pass")
-        args = tree.body[0].args
+
+    def loops(nodes) -> None:
+        from sgnb.magics import nodes as n
+
+        for node in nodes:
+            if isinstance(node, (n.For, n.Fork)) and node.target is not None:
+                local.update(target_names(node.target))
+            for body in ([node.body] if isinstance(node, (n.For, n.Fork)) else
+                         [b for _, b in node.branches] + [node.orelse or []] if isinstance(node, n.If) else []):
+                loops(body)
+
+    loops(template.body)
+    if params and params.strip():
+        args = ast.parse(f"def f(s, {params}): pass").body[0].args
+        local |= {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a}
         for default in (*args.defaults, *(d for d in args.kw_defaults if d is not None)):
             names |= {x.id for x in ast.walk(default) if isinstance(x, ast.Name)}
-    return names
+    return names - local
 
 
 def _embedded_program(cell: SglCell) -> str:
@@ -136,7 +159,7 @@ def _program_block(cell: SglCell, code: str, reason: str | None) -> str:
     return "\n".join([*lines, code])
 
 
-def _module_source(path: Path, cells: list, chosen: list[Statement], pieces: dict[int, str],
+def _module_source(path: Path, output_name: str, cells: list, chosen: list[Statement], pieces: dict[int, str],
                    programs: list[ExportedProgram], sgl_cells: list[SglCell]) -> str:
     names = ", ".join(f"{p.name}({p.params or ''})" if p.params is not None or p.embedded_reason is None
                       else f"{p.name}(**row)" for p in programs)
@@ -147,8 +170,8 @@ Programs: {names}
 
 Run a program over a file of rows (JSON Lines or CSV, one column per parameter):
 
-    sgnb run {{this file}}:{first} --input rows.jsonl --output out.jsonl [--backend MODEL_OR_URL]
-    python {{this file}} {first} --input rows.jsonl --output out.jsonl
+    sgnb run {output_name}:{first} --input rows.jsonl --output out.jsonl [--backend MODEL_OR_URL]
+    python {output_name} {first} --input rows.jsonl --output out.jsonl
 
 Each %%sgl cell became a program below, its cell source kept above it as a comment; the notebook code the
 programs read comes first, in notebook order. RUN_DEFAULTS holds the sampling defaults of each %%sgl line
@@ -164,7 +187,12 @@ as "None" (a cell appends nothing for None).
     for cell in cells:
         if cell.number in by_cell:
             out += ["", "", f"# --- notebook cell {cell.number} ---"]
-            out += [st.source for st in by_cell[cell.number]]
+            previous = None
+            for st in by_cell[cell.number]:  # a blank line around multi-line statements (def, class, for...)
+                if previous is not None and ("\n" in previous.source or "\n" in st.source):
+                    out.append("")
+                out.append(st.source)
+                previous = st
         elif cell.number in pieces:
             out += ["", "", pieces[cell.number]]
     defaults = {}

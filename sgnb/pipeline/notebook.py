@@ -25,6 +25,14 @@ class CodeCell:
 
 
 @dataclass(slots=True)
+class ErrorExampleCell:
+    """A cell tagged `raises-exception`: it shows an error on purpose, so export leaves it out."""
+
+    number: int
+    source: str
+
+
+@dataclass(slots=True)
 class SglCell:
     """A `%%sgl` cell: `header` is `NAME` / `NAME(params)` or None (a cell that runs at once)."""
 
@@ -52,7 +60,7 @@ class SglCell:
         return out
 
 
-Cell = CodeCell | SglCell
+Cell = CodeCell | SglCell | ErrorExampleCell
 
 
 class _OptionParser(argparse.ArgumentParser):
@@ -75,7 +83,7 @@ def _option_parser() -> _OptionParser:
 
 def read_notebook(path: str | Path) -> list[Cell]:
     """The code cells and `%%sgl` cells of the notebook at `path`, in order (markdown and raw cells are
-    skipped but counted). Raises `NotebookError` naming the file (and cell) when it cannot be read."""
+    skipped but counted; cells tagged `raises-exception` come back as `ErrorExampleCell`). Raises `NotebookError` naming the file (and cell) when it cannot be read."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -95,6 +103,10 @@ def read_notebook(path: str | Path) -> list[Cell]:
             continue
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else str(source)
+        tags = (cell.get("metadata") or {}).get("tags") or []
+        if "raises-exception" in tags:
+            cells.append(ErrorExampleCell(number, source))
+            continue
         stripped = source.lstrip("\n")
         if stripped.startswith(SGL_MAGIC) and (len(stripped) == len(SGL_MAGIC) or stripped[len(SGL_MAGIC)] in " \t\n"):
             cells.append(parse_sgl_cell(stripped, number, path))

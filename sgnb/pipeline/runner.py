@@ -1,6 +1,6 @@
 """`sgnb run pipeline.py:PROGRAM --input rows --output out.jsonl`: a program over a file of rows, unattended.
 
-- Rows run concurrently on `num_threads` worker threads (the engine batches them); each finished row is
+- Rows run concurrently on `num_threads` daemon threads (the engine batches them); each finished row is
   appended to the output at once (write + flush + fsync), in finishing order, tagged with its input `index`.
 - Ctrl-C (SIGINT) stops the run; nothing written is lost. `--resume` skips the rows the output already holds
   (rows that failed, and a last line cut short by a kill, are dropped and run again), so after any number
@@ -144,7 +144,10 @@ def run_rows(program: Any, name: str, rows: list[InputRow], arguments: list[dict
         return summary
     if num_threads is None:
         num_threads = min(len(todo), 64)
-    defaults = dict(defaults or {})
+    from sgnb.lang.backends.base import SamplingSpec
+
+    # run()'s defaults, then the program's own (a %%sgl cell's), then the pipeline's RUN_DEFAULTS
+    spec = SamplingSpec().replace(**{**getattr(program, "run_defaults", {}), **(defaults or {})})
     _precache(program, backend)
     jobs: queue.Queue = queue.Queue()
     results: queue.Queue = queue.Queue()
@@ -157,7 +160,7 @@ def run_rows(program: Any, name: str, rows: list[InputRow], arguments: list[dict
                 row, args = jobs.get_nowait()
             except queue.Empty:
                 return
-            results.put(_run_one(program, row, args, backend, defaults))
+            results.put(_run_one(program, row, args, backend, spec))
 
     began = time.monotonic()
     for i in range(min(num_threads, len(todo))):  # daemon threads: an interrupt does not wait for them
@@ -189,14 +192,24 @@ def _get(results: queue.Queue) -> dict:
             continue
 
 
-def _run_one(program: Any, row: InputRow, args: dict, backend: Any, defaults: dict) -> dict:
+def _run_one(program: Any, row: InputRow, args: dict, backend: Any, spec: Any) -> dict:
+    """Run one row on the calling (daemon) thread and record its variables or its error. The arguments travel
+    as a dict, so a parameter may be called `n` or `temperature` without clashing with `run()`'s keywords."""
+    from sgnb.lang.program import run_program
+
     record: dict[str, Any] = {"index": row.index, "input": row.values, "output": None, "error": None}
     try:
-        state = program.run(**args, backend=backend, **defaults)
-        record["output"] = dict(state.stream_executor.variables)
+        kwargs = {**program.bind_arguments, **args}
+        program.signature.bind(None, **kwargs)  # a TypeError naming the missing or unexpected argument
+        state = run_program(program, backend, (), kwargs, spec, stream=False, raise_errors=False)
+        error = state.error()
+        if error is None:
+            record["output"] = dict(state.stream_executor.variables)
     except Exception as exc:  # noqa: BLE001 - a failing row is recorded, the run goes on
-        message = getattr(exc, "message", None) if type(exc).__name__.startswith("Sgl") else None
-        record["error"] = f"{type(exc).__name__}: {message or exc}"
+        error = exc
+    if error is not None:
+        message = getattr(error, "message", None) if hasattr(error, "_render_traceback_") else None
+        record["error"] = f"{type(error).__name__}: {message or error}"
     return record
 
 
