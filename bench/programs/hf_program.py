@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from sgnb.lang.backends.base import common_prefix_len
+
 
 class HFProgram:
     """Toolbox for the transformers versions of the workloads; counts the tokens it computes."""
@@ -80,7 +82,7 @@ class HFProgram:
         best, best_score = choices[0], -float("inf")
         for choice in choices:
             ids = self.tokenizer.encode(prompt + choice)
-            start = max(1, min(_common_prefix_len(prompt_ids, ids), len(ids) - 1))   # first token of the choice
+            start = max(1, min(common_prefix_len(prompt_ids, ids), len(ids) - 1))   # first token of the choice
             with torch.no_grad():
                 logits = self.model(torch.tensor([ids])).logits[0].float()          # [num_tokens, vocab]
             logprobs = torch.log_softmax(logits[start - 1:-1], dim=-1)               # predicts ids[start:]
@@ -136,11 +138,3 @@ class _FSMLogitsProcessor:
             self.masks[self.state] = mask
         return scores.masked_fill(mask, -float("inf"))
 
-
-def _common_prefix_len(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n

@@ -267,3 +267,23 @@ class Backend(ABC):
 
 #: signature of a function-style chat template renderer (messages -> str)
 MessagesRenderer = Callable[[list[dict]], str]
+
+
+def common_prefix_len(a: Sequence, b: Sequence) -> int:
+    """Number of leading items `a` and `b` share (token ids, strings, ...)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def merge_sample_metas(metas: list[dict]) -> dict:
+    """meta_info for a gen with n > 1: each sample's meta under "choices", token counts summed."""
+    return {
+        "choices": metas,
+        "prompt_tokens": metas[0].get("prompt_tokens", 0),
+        "completion_tokens": sum(m.get("completion_tokens", 0) for m in metas),
+        "cached_tokens": sum(m.get("cached_tokens", 0) for m in metas),
+    }

@@ -20,6 +20,8 @@ from typing import Any, Collection, Iterator
 
 from sgnb.lang.backends.base import (
     Backend,
+    common_prefix_len,
+    merge_sample_metas,
     BackendError,
     GenContext,
     SamplingSpec,
@@ -162,13 +164,7 @@ class EngineBackend(Backend):
         for r in results:
             self._raise_if_aborted(r)
             self._account(r["meta_info"])
-        metas = [dict(r["meta_info"]) for r in results]
-        meta = {
-            "choices": metas,
-            "prompt_tokens": metas[0].get("prompt_tokens", 0),
-            "completion_tokens": sum(m.get("completion_tokens", 0) for m in metas),
-            "cached_tokens": sum(m.get("cached_tokens", 0) for m in metas),
-        }
+        meta = merge_sample_metas([dict(r["meta_info"]) for r in results])
         return [r["text"] for r in results], meta
 
     def generate_stream(self, ctx: GenContext, params: SamplingSpec) -> Iterator[tuple[str, dict]]:
@@ -209,7 +205,7 @@ class EngineBackend(Backend):
         choice_ids = []
         for ids in full_ids:
             # the choice's tokens start where the tokenizations diverge (a boundary token may merge with it)
-            k = _common_prefix_len(prompt_ids, ids)
+            k = common_prefix_len(prompt_ids, ids)
             start = min(k, len(ids) - 1)
             starts.append(start)
             choice_ids.append(ids[start:] if start >= 1 else ids)
@@ -270,11 +266,3 @@ class EngineBackend(Backend):
     def __repr__(self) -> str:
         return f"EngineBackend({self.get_model_name()!r})"
 
-
-def _common_prefix_len(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n

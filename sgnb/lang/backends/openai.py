@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 from sgnb.lang.backends.base import (
     Backend,
+    common_prefix_len,
     BackendError,
     GenContext,
     SamplingSpec,
@@ -56,14 +57,6 @@ def _normalize_base_url(base_url: str) -> str:
         base_url += "/v1"  # "http://host:port" means the usual OpenAI-compatible root
     return base_url
 
-
-def _common_prefix_len(a: list[str], b: list[str]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class OpenAI(Backend):
@@ -284,7 +277,7 @@ class OpenAI(Backend):
         for entries in scored[1:]:
             tokens = [tok for _, tok in entries]
             # the choice's tokens start where the tokenizations diverge (a boundary token may merge with it)
-            start = min(_common_prefix_len(prompt_tokens, tokens), len(tokens) - 1)
+            start = min(common_prefix_len(prompt_tokens, tokens), len(tokens) - 1)
             input_token_logprobs.append([(lp, None, tok) for lp, tok in entries[start:]])
         unconditional = None
         if choices_method.requires_unconditional_logprobs:

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from sgnb.lang.backends.base import (
     Backend,
+    merge_sample_metas,
     BackendError,
     GenContext,
     SamplingSpec,
@@ -138,13 +139,7 @@ class RuntimeEndpoint(Backend):
         for r in result:
             self._check_finished(r)
             self._account(r["meta_info"])
-        metas = [dict(r["meta_info"]) for r in result]
-        meta = {
-            "choices": metas,
-            "prompt_tokens": metas[0].get("prompt_tokens", 0),
-            "completion_tokens": sum(m.get("completion_tokens", 0) for m in metas),
-            "cached_tokens": sum(m.get("cached_tokens", 0) for m in metas),
-        }
+        meta = merge_sample_metas([dict(r["meta_info"]) for r in result])
         return [r["text"] for r in result], meta
 
     def generate_stream(self, ctx: GenContext, params: SamplingSpec) -> Iterator[tuple[str, dict]]:
