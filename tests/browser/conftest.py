@@ -102,8 +102,10 @@ def jupyter_lab(chromium_path, lab_root, tmp_path_factory):
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path):
+    """Module-scoped: playwright's sync API keeps an event loop marked running in the main thread while
+    it is open, which would break later tests that call asyncio.run."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
