@@ -156,7 +156,7 @@ def run_llama_cpp(python: str, prompts: list[str], new_tokens: int) -> float | N
     proc = subprocess.run([python, "-c", LLAMA_SNIPPET], input=json.dumps([prompts, new_tokens, str(gguf)]),
                           capture_output=True, text=True)
     if proc.returncode:
-        print(f"llama-cpp-python failed: {proc.stderr[-500:]}", file=sys.stderr)
+        print(f"llama-cpp-python failed (exit status {proc.returncode}): {proc.stderr[-500:]}", file=sys.stderr)
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
