@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.isolate import run_alone  # noqa: E402
 
 PROMPT = "Write a long and detailed story about a dragon who learns to paint."
 
@@ -56,6 +62,14 @@ def sgnb_decode_rate(engine, prompt: str, batch: int, new_tokens: int, repeats: 
     return batch * (new_tokens - 1) / (full - first)
 
 
+def hf_decode_rates(path, dtype: torch.dtype, tok, prompt: str, batch_sizes: list[int], new_tokens: int,
+                    repeats: int) -> dict[int, float]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+    return {b: hf_decode_rate(model, tok, prompt, b, new_tokens, repeats) for b in batch_sizes}
+
+
 def hf_decode_rate(model, tok, prompt: str, batch: int, new_tokens: int, repeats: int) -> float:
     enc = tok([prompt] * batch, return_tensors="pt")
 
@@ -81,7 +95,7 @@ def main() -> None:
     ap.add_argument("--skip-hf", action="store_true")
     args = ap.parse_args()
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from sgnb.engine import Engine
     from sgnb.engine.model_store import resolve_model
@@ -94,17 +108,21 @@ def main() -> None:
           f"{'bound steps/s':>14s} {'b1 vs bound':>12s}")
     for dtype_name in args.dtypes:
         dtype = getattr(torch, dtype_name)
-        bound = 1.0 / gemv_bound(path, dtype, args.repeats * 3)
-        hf = None if args.skip_hf else AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+        # each system runs alone: see bench/isolate.py for why a second live thread pool would skew both
+        bound = 1.0 / run_alone(lambda: gemv_bound(path, dtype, args.repeats * 3))
+        ours: dict[int, float] = {}
         with Engine("smollm2-135m", dtype=dtype_name) as engine:
             for batch in args.batch_sizes:
-                ours = sgnb_decode_rate(engine, prompt, batch, args.new_tokens, args.repeats)
-                theirs = hf_decode_rate(hf, tok, prompt, batch, args.new_tokens, args.repeats) if hf else float("nan")
-                vs_bound = f"{ours / bound:11.0%}" if batch == 1 else ""
-                print(f"{dtype_name:9s} {batch:5d} {ours:11.1f} {theirs:9.1f} {ours / theirs:6.2f}x "
-                      f"{bound:14.1f} {vs_bound:>12s}", flush=True)
+                ours[batch] = sgnb_decode_rate(engine, prompt, batch, args.new_tokens, args.repeats)
             engine.check_integrity()
-
+        theirs = {b: float("nan") for b in args.batch_sizes}
+        if not args.skip_hf:
+            theirs = run_alone(lambda: hf_decode_rates(path, dtype, tok, prompt, args.batch_sizes,
+                                                       args.new_tokens, args.repeats))
+        for batch in args.batch_sizes:
+            vs_bound = f"{ours[batch] / bound:11.0%}" if batch == 1 else ""
+            print(f"{dtype_name:9s} {batch:5d} {ours[batch]:11.1f} {theirs[batch]:9.1f} "
+                  f"{ours[batch] / theirs[batch]:6.2f}x {bound:14.1f} {vs_bound:>12s}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -6,8 +6,9 @@ Everything is re-exported lazily, so `import sgnb` loads no torch, triton or ipy
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import Any
+
+from sgnb._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -39,17 +40,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    target = _EXPORTS.get(name)
-    if target is None:
-        raise AttributeError(f"module 'sgnb' has no attribute {name!r}")
-    value = getattr(import_module(target[0]), target[1])
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 def load_ipython_extension(ip: Any) -> None:

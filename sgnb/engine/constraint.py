@@ -110,11 +110,12 @@ class Constraint:
         step = {"state": self.state, "num_allowed": self.fsm.num_allowed(self.state), "token_id": token,
                 "token": self._text(token), "forced": False, "masked_top": []}
         if raw_logits is not None:
-            logp = torch.log_softmax(raw_logits.float(), dim=-1)
-            top = logp.topk(64)              # the masked ones among the model's 64 favourites
-            allowed = self.allowed_mask()
-            step["masked_top"] = [[self._text(t), lp] for lp, t in zip(top.values.tolist(), top.indices.tolist())
-                                  if not allowed[t]][:NUM_MASKED_TOP]
+            logits = raw_logits.float()
+            top = logits.topk(64)            # the masked ones among the model's 64 favourites
+            logps = (top.values - torch.logsumexp(logits, dim=-1)).tolist()
+            is_allowed = self.allowed_mask()[top.indices].tolist()
+            masked = [(t, lp) for t, lp, ok in zip(top.indices.tolist(), logps, is_allowed) if not ok]
+            step["masked_top"] = [[self._text(t), lp] for t, lp in masked[:NUM_MASKED_TOP]]
         self.trace.append(step)
         if token not in self.fsm.eos_token_ids:
             nxt = self.fsm.next_state(self.state, token)

@@ -62,6 +62,9 @@ def process_batch(engine: Engine, batch: ScheduleBatch, out: ForwardOutput, keep
             req.finish_reason = {"type": "length", "length": 0}
             finish(engine, req)
             continue
+        if req.constraint is not None and _is_forced_to_end(req):   # jump-forward at admission wrote it all
+            _finish_with_text(engine, req)
+            continue
         to_sample.append((req, out.last_row[i]))
     if to_sample:
         reqs = [r for r, _ in to_sample]
@@ -111,22 +114,44 @@ def append_token(engine: Engine, req: Req, token: int, raw_logits: torch.Tensor 
         finish(engine, req)
         return
     req.text = req.detok.text
-    if req.constraint is not None:
-        _jump_forward(engine, req)
+    if req.constraint is not None and _jump_forward(engine, req):
+        return
     if req.stream:
         _push_delta(req, finished=False)
 
 
-def _jump_forward(engine: Engine, req: Req) -> None:
-    """Append the constraint's forced tokens; the request then extends them in one step."""
+def _jump_forward(engine: Engine, req: Req) -> bool:
+    """Append the constraint's forced tokens; the request then extends them in one step.
+
+    Returns True when they complete the output (budget spent or nothing can follow): it finishes now.
+    """
     forced = req.constraint.jump_forward(req)
     if not forced:
-        return
+        return False
     req.output_ids += forced
     engine.counters.num_forced_tokens += len(forced)
     req.detok.update(req.output_ids)
     req.text = req.detok.text
+    if _is_forced_to_end(req):
+        _finish_with_text(engine, req)
+        return True
     engine.scheduler.move_to_pending(req)
+    return False
+
+
+def _is_forced_to_end(req: Req) -> bool:
+    """Sets the finish reason when forced tokens spent the budget or left nothing to sample."""
+    if len(req.output_ids) >= req.params.max_new_tokens:
+        req.finish_reason = {"type": "length", "length": len(req.output_ids)}
+    elif req.constraint.is_finished:
+        req.finish_reason = {"type": "stop", "matched": None}
+    return req.finish_reason is not None
+
+
+def _finish_with_text(engine: Engine, req: Req) -> None:
+    req.detok.flush(req.output_ids)
+    req.text = req.detok.text
+    finish(engine, req)
 
 
 def finish(engine: Engine, req: Req) -> None:

@@ -67,9 +67,9 @@ def get_attention_ops(name: str = "auto", device: str | torch.device = "cpu") ->
         name = "triton" if device_type == "cuda" and _triton_import_error() is None else "torch"
 
     if name == "torch":
-        from sgnb.kernels import torch_ref
-        return AttentionOps("torch", torch_ref.store_kv, torch_ref.extend_attention,
-                            torch_ref.decode_attention, is_graph_safe=False)
+        from sgnb.kernels import torch_batched
+        return AttentionOps("torch", torch_batched.store_kv, torch_batched.extend_attention,
+                            torch_batched.decode_attention, is_graph_safe=False)
 
     if name == "triton":
         error = _triton_import_error()

@@ -9,8 +9,7 @@ Nothing heavy is imported here: the engine loads only when a run starts.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from sgnb._lazy import lazy_exports
 
 _EXPORTS = {
     "export_notebook": "sgnb.pipeline.export",
@@ -32,14 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sgnb.pipeline' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

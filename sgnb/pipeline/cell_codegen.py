@@ -179,73 +179,69 @@ def _bodies(node: n.Node) -> list[list[n.Node]]:
 
 
 # ------------------------------------------------------------------ whitespace
+def _dataflow(nodes: list[n.Node], state: str, step, fork, *, reverse: bool) -> str:
+    """Carry a `_join`-lattice state through a cell body, forward or backward.
+
+    step(node, state) -> state for a leaf node; fork(state) -> (state a fork's body starts with,
+    state after the fork). `if` joins its branches; `for` iterates its body to a fixed point.
+    """
+    for node in reversed(nodes) if reverse else nodes:
+        if isinstance(node, n.Fork):
+            entry, state = fork(state)
+            _dataflow(node.body, entry, step, fork, reverse=reverse)
+        elif isinstance(node, n.If):
+            outs = [_dataflow(b, state, step, fork, reverse=reverse) for _, b in node.branches]
+            outs.append(_dataflow(node.orelse, state, step, fork, reverse=reverse)
+                        if node.orelse is not None else state)
+            state = _join(*outs)
+        elif isinstance(node, n.For):
+            entry = state
+            while True:
+                out = _dataflow(node.body, entry, step, fork, reverse=reverse)
+                again = _join(state, out)
+                if again == entry:
+                    break
+                entry = again
+            state = _join(state, out)
+        else:
+            state = step(node, state)
+    return state
+
+
 def _resolve_whitespace(template: n.CellTemplate, scope: _Scope) -> dict[int, str]:
     """The text each `Text` node really appends (id(node) -> text), as `CellProgram` would strip it."""
     body = template.body
     tail: dict[int, str] = {}
     lead: dict[int, str] = {}
 
-    def backward(nodes: list[n.Node], follow: str) -> str:
-        for node in reversed(nodes):
-            if isinstance(node, n.Text):
-                tail[id(node)] = follow
-                if node.text.strip():
-                    follow = BARRIER
-            elif isinstance(node, n.Expr):
-                follow = BARRIER  # an expression flushes the pending text first, whatever its value
-            elif isinstance(node, n.Role):
-                follow = BOUNDARY
-            elif isinstance(node, n.Fork):
-                backward(node.body, BARRIER)  # a branch ends by flushing without stripping
-                follow = BARRIER
-            elif isinstance(node, n.If):
-                entries = [backward(b, follow) for _, b in node.branches]
-                entries.append(backward(node.orelse, follow) if node.orelse is not None else follow)
-                follow = _join(*entries)
-            elif isinstance(node, n.For):
-                body_follow = follow
-                while True:
-                    entry = backward(node.body, body_follow)
-                    again = _join(follow, entry)
-                    if again == body_follow:
-                        break
-                    body_follow = again
-                follow = _join(follow, entry)
+    def backward(node: n.Node, follow: str) -> str:
+        if isinstance(node, n.Text):
+            tail[id(node)] = follow
+            return BARRIER if node.text.strip() else follow
+        if isinstance(node, n.Expr):
+            return BARRIER  # an expression flushes the pending text first, whatever its value
+        if isinstance(node, n.Role):
+            return BOUNDARY
         return follow
 
-    def forward(nodes: list[n.Node], state: str) -> str:
-        for node in nodes:
-            if isinstance(node, n.Text):
-                lead[id(node)] = state
-                if node.text.strip():
-                    state = NOT_AT_START
-            elif isinstance(node, n.Expr):
-                kind = _classify(_parse(expr_source(node.expr)), scope, set())
-                if kind == "primitive":
-                    state = NOT_AT_START
-                elif kind != "subprogram":  # a value: an empty one leaves the walk at the start
-                    state = NOT_AT_START if state == NOT_AT_START else MIXED
-            elif isinstance(node, n.Role):
-                state = AT_START
-            elif isinstance(node, n.Fork):
-                forward(node.body, state)  # the parent's own state is unchanged by its branches
-            elif isinstance(node, n.If):
-                outs = [forward(b, state) for _, b in node.branches]
-                outs.append(forward(node.orelse, state) if node.orelse is not None else state)
-                state = _join(*outs)
-            elif isinstance(node, n.For):
-                entry = state
-                while True:
-                    out = forward(node.body, entry)
-                    again = _join(state, out)
-                    if again == entry:
-                        break
-                    entry = again
-                state = _join(state, out)
+    def forward(node: n.Node, state: str) -> str:
+        if isinstance(node, n.Text):
+            lead[id(node)] = state
+            return NOT_AT_START if node.text.strip() else state
+        if isinstance(node, n.Expr):
+            kind = _classify(_parse(expr_source(node.expr)), scope, set())
+            if kind == "primitive":
+                return NOT_AT_START
+            if kind != "subprogram":  # a value: an empty one leaves the walk at the start
+                return NOT_AT_START if state == NOT_AT_START else MIXED
+            return state
+        if isinstance(node, n.Role):
+            return AT_START
         return state
 
-    backward(body, BOUNDARY)  # the program's end strips like a role switch
-    forward(body, AT_START)
+    # backward: a branch ends by flushing without stripping; forward: branches leave the parent's state
+    _dataflow(body, BOUNDARY, backward, lambda _: (BARRIER, BARRIER), reverse=True)  # the end strips like a role
+    _dataflow(body, AT_START, forward, lambda state: (state, state), reverse=False)
     texts: dict[int, str] = {}
 
     def resolve(nodes: list[n.Node]) -> None:

@@ -12,8 +12,7 @@ Exports are lazy: importing ``sgnb.widgets.static_html`` never loads ipywidgets.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from sgnb._lazy import lazy_exports
 
 _EXPORTS = {
     "ProgramView": "sgnb.widgets.program_view",
@@ -32,14 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sgnb.widgets' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -94,6 +94,24 @@ def test_jump_forward_outputs_stay_valid_and_save_forward_passes(engine):
     engine.check_integrity()
 
 
+def test_forced_tokens_that_spend_the_budget_end_the_request(engine):
+    # after every sampled "a" the "0" is forced; the 24th token is a forced one and must be the last
+    prompt = _prompt(engine, "Write something.")
+    result = engine.generate(prompt, {"regex": "(?:a0)*", "temperature": 0, "max_new_tokens": 24})
+    assert result["meta_info"]["completion_tokens"] <= 24
+    assert re.fullmatch("(?:a0)*", result["text"])
+    engine.check_integrity()
+
+
+def test_an_output_forced_whole_at_admission_is_not_sampled_past(engine):
+    text = "The answer is 42."
+    budget = len(engine.tokenizer.encode(text))
+    result = engine.generate(_prompt(engine, "What is the answer?"), {
+        "regex": re.escape(text), "temperature": 0, "max_new_tokens": budget})
+    assert result["text"] == text and result["meta_info"]["completion_tokens"] == budget
+    engine.check_integrity()
+
+
 def test_trace_records_masked_alternatives(engine):
     result = engine.generate(_prompt(engine, "Is the sky blue?"), {
         "regex": "(yes|no)", "temperature": 0, "max_new_tokens": 4})

@@ -90,3 +90,16 @@ def make_decode_case(seq_lens: list[int], num_heads: int, num_kv_heads: int, hea
         kv_indices=shuffled_slots(sum(seq_lens), num_slots, gen).to(index_dtype),
         sm_scale=head_dim ** -0.5,
     )
+
+
+def share_leading_slots(kv_indptr: torch.Tensor, kv_indices: torch.Tensor, shared_len: int) -> torch.Tensor:
+    """kv_indices where every request starts with request 0's first `shared_len` slots, as requests
+    behind one radix-cache prefix do. Every request must hold at least `shared_len` slots."""
+    out = kv_indices.clone()
+    starts = kv_indptr[:-1].tolist()
+    lens = (kv_indptr[1:] - kv_indptr[:-1]).tolist()
+    if min(lens) < shared_len:
+        raise ValueError(f"a request holds {min(lens)} slots, fewer than the {shared_len} to share")
+    for start in starts[1:]:
+        out[start:start + shared_len] = kv_indices[starts[0]:starts[0] + shared_len]
+    return out

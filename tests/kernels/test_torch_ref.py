@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from paged_cases import make_decode_case, make_extend_case, shuffled_slots
 
@@ -21,9 +22,15 @@ def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: 
     return out
 
 
-def test_extend_reference_matches_dense_masked_attention() -> None:
-    prefix_lens, extend_lens = [0, 3, 17, 0, 40], [5, 1, 9, 0, 12]
-    case = make_extend_case(prefix_lens, extend_lens, num_heads=6, num_kv_heads=2, head_dim=16, seed=1)
+@pytest.mark.parametrize("prefix_lens, extend_lens", [
+    ([0, 3, 17, 0, 40], [5, 1, 9, 0, 12]),            # all short: one padded SDPA call
+    ([5, 0, 30, 2], [1, 70, 1, 3]),                    # a prefill chunk beside short ones: both paths
+    ([12], [4]),                                       # a single request: computed alone
+    ([0, 0, 0], [1, 1, 1]),                            # no prefix anywhere
+], ids=["short", "mixed", "single", "no-prefix"])
+def test_extend_reference_matches_dense_masked_attention(prefix_lens: list[int], extend_lens: list[int]) -> None:
+    case = make_extend_case(prefix_lens, extend_lens, num_heads=6, num_kv_heads=2, head_dim=16, seed=1,
+                            index_dtype=torch.int32)
     out = torch_ref.extend_attention(*case.args())
     q0 = p0 = 0
     for prefix_len, extend_len in zip(prefix_lens, extend_lens):
