@@ -18,6 +18,11 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.isolate import run_alone  # noqa: E402
 
 SHOTS = [
     ("The Danube is Europe's second-longest river. It rises in the Black Forest of Germany and flows east "
@@ -135,8 +140,17 @@ def run_hf(prompts: list[str], dtype: str, new_tokens: int, batch_size: int) -> 
     return len(prompts) / (time.perf_counter() - t0)
 
 
+# ggml's AMX matmul (picked through "extra buffer types" on CPUs with AMX, like this machine's)
+# segfaults on this Q4_1 GGUF in llama-cpp-python 0.3.36; the plain AVX-512 kernels run it fine.
 LLAMA_SNIPPET = r"""
 import json, sys, time
+import llama_cpp.llama_cpp as C
+_defaults = C.llama_model_default_params
+def _without_extra_bufts():
+    params = _defaults()
+    params.use_extra_bufts = False
+    return params
+C.llama_model_default_params = _without_extra_bufts
 from llama_cpp import Llama
 prompts, new_tokens, gguf = json.loads(sys.stdin.read())
 llm = Llama(model_path=gguf, n_ctx=2048, n_threads=2, verbose=False)
@@ -187,10 +201,13 @@ def main() -> None:
     hit = runs[-1][1]["cache_hit_rate"]
     rates["sgnb, radix cache off"] = statistics.median(
         run_sgnb(prompts, args.dtype, False, args.new_tokens)[0] for _ in range(args.repeats))
-    rates["transformers, one at a time"] = run_hf(prompts[:args.hf_subset], args.dtype, args.new_tokens, 1)
-    rates["transformers, batched"] = run_hf(prompts[:args.hf_batch * 2], args.dtype, args.new_tokens, args.hf_batch)
+    # each baseline alone on a fresh thread (see bench/isolate.py)
+    rates["transformers, one at a time"] = run_alone(
+        lambda: run_hf(prompts[:args.hf_subset], args.dtype, args.new_tokens, 1))
+    rates["transformers, batched"] = run_alone(
+        lambda: run_hf(prompts[:args.hf_batch * 2], args.dtype, args.new_tokens, args.hf_batch))
     if args.llama_python:
-        r = run_llama_cpp(args.llama_python, prompts[:args.hf_subset * 2], args.new_tokens)
+        r = run_llama_cpp(args.llama_python, prompts, args.new_tokens)   # all: it reuses the common prefix too
         if r is not None:
             rates["llama-cpp-python (Q4_1 GGUF)"] = r
     else:
