@@ -37,6 +37,15 @@ class _Padded:
     slots: torch.Tensor                 # [batch, keys] pool slots (0 where padded)
     mask: torch.Tensor | None           # [batch, 1, rows | 1, keys] bool; None when nothing is masked
     shared_slots: torch.Tensor | None   # [shared_len] slots every request starts with
+    additive: torch.Tensor | None = None   # `mask` as 0 / -inf in the query dtype, made on first use
+
+    def additive_mask(self, dtype: torch.dtype) -> torch.Tensor | None:
+        if self.mask is None:
+            return None
+        if self.additive is None or self.additive.dtype != dtype:
+            self.additive = torch.zeros(self.mask.shape, dtype=dtype, device=self.mask.device).masked_fill_(
+                ~self.mask, float("-inf"))
+        return self.additive
 
 
 # ------------------------------------------------------------------ decode
@@ -44,7 +53,7 @@ class _Padded:
 def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Tensor,
                      kv_indptr: torch.Tensor, kv_indices: torch.Tensor,
                      sm_scale: float) -> torch.Tensor:
-    """One query token per request ([batch, num_heads, head_dim]) over its whole paged sequence."""
+    """See `torch_ref.decode_attention`: the whole batch padded into one call."""
     batch, num_heads, head_dim = q.shape
     num_kv_heads = k_buffer.shape[1]
     plan = _cached(_decode_plan, kv_indptr, kv_indices)
@@ -70,11 +79,7 @@ def extend_attention(q: torch.Tensor, k_extend: torch.Tensor, v_extend: torch.Te
                      k_buffer: torch.Tensor, v_buffer: torch.Tensor,
                      qo_indptr: torch.Tensor, kv_indptr: torch.Tensor, kv_indices: torch.Tensor,
                      sm_scale: float) -> torch.Tensor:
-    """Attention of new tokens over their cached prefix (through kv_indices) and, causally, each other.
-
-    k_extend, v_extend: [num_tokens, num_kv_heads, head_dim], the new tokens' own K and V.
-    kv_indptr / kv_indices cover the cached prefix only. Returns [num_tokens, num_heads, head_dim].
-    """
+    """See `torch_ref.extend_attention`: short extends padded together, long ones one by one."""
     out = torch.empty_like(q)
     plan = _cached(_extend_plan, qo_indptr, kv_indptr, kv_indices)
     if plan.short is not None:
@@ -93,6 +98,14 @@ class _ShortExtends:
     padded_pos: torch.Tensor            # [num_group_tokens] their flat index in [batch * max_extend_len]
     batch: int
     max_extend_len: int
+    grouped: _Padded | None = None      # `padded` with mask rows repeated per query head of a KV head
+
+    def for_group(self, group: int) -> _Padded:
+        if self.grouped is None:
+            p = self.padded
+            mask = p.mask.repeat(1, 1, group, 1) if group > 1 else p.mask
+            self.grouped = _Padded(p.slots, mask, p.shared_slots)
+        return self.grouped
 
 
 @dataclass(slots=True)
@@ -104,9 +117,9 @@ class _ExtendPlan:
 def _extend_plan(qo_indptr: torch.Tensor, kv_indptr: torch.Tensor, kv_indices: torch.Tensor) -> _ExtendPlan:
     qo, kvp = qo_indptr.tolist(), kv_indptr.tolist()
     spans = [(qo[i], qo[i + 1], kvp[i], kvp[i + 1]) for i in range(len(qo) - 1) if qo[i + 1] > qo[i]]
+    # even a lone short extend goes padded: its mask is built once per forward, not once per layer,
+    # and the query heads of a KV head share it without copying K/V per head
     short = [s for s in spans if s[1] - s[0] <= PADDED_MAX_EXTEND_LEN]
-    if len(short) < 2:                          # a lone request gains nothing from padding
-        short = []
     long = [s for s in spans if s not in short]
     return _ExtendPlan(_short_extends(short, kv_indices) if short else None, long)
 
@@ -149,8 +162,7 @@ def _extend_short(out, q, k_extend, v_extend, k_buffer, v_buffer, g: _ShortExten
     # a KV head's query heads, each with its own max_e rows: [b, kvh, group * max_e, d]
     qg = padded(q).view(b, e, num_kv_heads, group, head_dim).permute(0, 2, 3, 1, 4).reshape(
         b, num_kv_heads, group * e, head_dim)
-    mask = g.padded.mask.repeat(1, 1, group, 1) if group > 1 else g.padded.mask
-    o = _attend(qg, k, v, _Padded(slots, mask, g.padded.shared_slots), k_buffer, v_buffer, sm_scale)
+    o = _attend(qg, k, v, g.for_group(group), k_buffer, v_buffer, sm_scale)
     o = o.view(b, num_kv_heads, group, e, head_dim).permute(0, 3, 1, 2, 4).reshape(b * e, num_heads, head_dim)
     out[g.token_rows] = o[g.padded_pos]
 
@@ -163,27 +175,33 @@ def _attend(qg: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Padded,
     if plan.shared_slots is None:
         return F.scaled_dot_product_attention(qg, k, v, attn_mask=plan.mask, scale=sm_scale)
     b, kvh, rows, d = qg.shape
-    dtype = qg.dtype
-    qg, k, v = qg.float(), k.float(), v.float()
-    shared_k = k_buffer[plan.shared_slots].float().transpose(0, 1)       # [kv_heads, shared_len, d]
-    shared_v = v_buffer[plan.shared_slots].float().transpose(0, 1)
-    # every query row of the batch against the one copy of the shared prefix: [kv_heads, b * rows, d]
-    o1, lse1 = _attention_lse(qg.transpose(0, 1).reshape(kvh, b * rows, d), shared_k, shared_v, None, sm_scale)
+    shared_k = k_buffer[plan.shared_slots].to(qg.dtype).transpose(0, 1).unsqueeze(0)   # [1, kv_heads, shared, d]
+    shared_v = v_buffer[plan.shared_slots].to(qg.dtype).transpose(0, 1).unsqueeze(0)
+    # every query row of the batch against the one copy of the shared prefix: [1, kv_heads, b * rows, d]
+    o1, lse1 = _attention_lse(qg.transpose(0, 1).reshape(1, kvh, b * rows, d), shared_k, shared_v, None,
+                              sm_scale)
     o1 = o1.view(kvh, b, rows, d).transpose(0, 1)
     lse1 = lse1.view(kvh, b, rows, 1).transpose(0, 1)
-    o2, lse2 = _attention_lse(qg, k, v, plan.mask, sm_scale)
-    lse = torch.logaddexp(lse1, lse2)
-    return (o1 * torch.exp(lse1 - lse) + o2 * torch.exp(lse2 - lse)).to(dtype)
+    o2, lse2 = _attention_lse(qg, k, v, plan, sm_scale)
+    lse = torch.logaddexp(lse1, lse2)                                     # fp32 [b, kv_heads, rows, 1]
+    return (o1.float() * torch.exp(lse1 - lse) + o2.float() * torch.exp(lse2 - lse)).to(qg.dtype)
 
 
-def _attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+# torch's CPU flash-attention op returns the log-sum-exp that the merge needs (torch >= 2.2)
+_FLASH_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+def _attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Padded | None,
                    sm_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax attention and its log-sum-exp: q [..., n, d], k/v [..., m, d] -> [..., n, d], [..., n, 1]."""
-    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(sm_scale)
-    if mask is not None:
-        scores.masked_fill_(~mask, float("-inf"))
+    """Softmax attention and its fp32 log-sum-exp: q [b, h, n, d], k/v [b, h, m, d] -> [b, h, n, d], [b, h, n, 1]."""
+    if _FLASH_CPU is not None and q.device.type == "cpu":
+        o, lse = _FLASH_CPU(q, k, v, 0.0, False, attn_mask=plan and plan.additive_mask(q.dtype), scale=sm_scale)
+        return o, lse.unsqueeze(-1)
+    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)).mul_(sm_scale)
+    if plan is not None and plan.mask is not None:
+        scores.masked_fill_(~plan.mask, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1, keepdim=True)
-    return torch.matmul(scores.sub_(lse).exp_(), v), lse
+    return torch.matmul(scores.sub_(lse).exp_(), v.float()).to(q.dtype), lse
 
 
 def _padded_slots(starts: torch.Tensor, lens: torch.Tensor, kv_indices: torch.Tensor
