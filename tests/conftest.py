@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import threading
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _python_sigint_handler():
+    """Every test starts with Python's own SIGINT handler (KeyboardInterrupt): an event loop left behind by
+    an earlier test (playwright's) can keep its own, and the Ctrl-C tests would then never see the interrupt."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
 
 
 @pytest.fixture(scope="session")
