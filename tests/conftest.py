@@ -13,8 +13,8 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _python_sigint_handler():
-    """Every test starts with Python's own SIGINT handler (KeyboardInterrupt): an event loop left behind by
-    an earlier test (playwright's) can keep its own, and the Ctrl-C tests would then never see the interrupt."""
+    """Every test starts with Python's own SIGINT handler (KeyboardInterrupt), so that a handler some earlier
+    test or library left behind cannot swallow the interrupt the Ctrl-C tests send."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
     yield

@@ -62,7 +62,7 @@ def process_batch(engine: Engine, batch: ScheduleBatch, out: ForwardOutput, keep
             req.finish_reason = {"type": "length", "length": 0}
             finish(engine, req)
             continue
-        if req.constraint is not None and _is_forced_to_end(req):   # jump-forward at admission wrote it all
+        if req.constraint is not None and _end_if_forced_out(req):   # jump-forward at admission wrote it all
             _finish_with_text(engine, req)
             continue
         to_sample.append((req, out.last_row[i]))
@@ -132,15 +132,15 @@ def _jump_forward(engine: Engine, req: Req) -> bool:
     engine.counters.num_forced_tokens += len(forced)
     req.detok.update(req.output_ids)
     req.text = req.detok.text
-    if _is_forced_to_end(req):
+    if _end_if_forced_out(req):
         _finish_with_text(engine, req)
         return True
     engine.scheduler.move_to_pending(req)
     return False
 
 
-def _is_forced_to_end(req: Req) -> bool:
-    """Sets the finish reason when forced tokens spent the budget or left nothing to sample."""
+def _end_if_forced_out(req: Req) -> bool:
+    """Set the finish reason (and return True) when forced tokens spent the budget or left nothing to sample."""
     if len(req.output_ids) >= req.params.max_new_tokens:
         req.finish_reason = {"type": "length", "length": len(req.output_ids)}
     elif req.constraint.is_finished:
