@@ -68,8 +68,11 @@ def process_batch(engine: Engine, batch: ScheduleBatch, out: ForwardOutput, keep
         to_sample.append((req, out.last_row[i]))
     if to_sample:
         reqs = [r for r, _ in to_sample]
-        raw = out.logits[[row for _, row in to_sample]]          # [num_sampled, vocab]
-        logits = raw.clone()
+        rows = [row for _, row in to_sample]
+        # [num_sampled, vocab]; a plain decode step samples every row in order: no gather, and no copy
+        # unless penalties or masks edit them (`raw` must stay the model's own logits for logprobs)
+        raw = out.logits if rows == list(range(len(out.logits))) else out.logits[rows]
+        logits = raw.clone() if sampler.edits_logits(reqs) else raw
         sampler.apply_penalties(logits, reqs)
         sampler.apply_masks(logits, reqs, engine.eos_ids)
         tokens = sampler.sample(logits, reqs)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from sgnb.kernels.torch_ref import extend_one, store_kv  # noqa: F401  (the store is the same index_put)
+from sgnb.kernels.torch_ref import extend_one
 
 PADDED_MAX_EXTEND_LEN = 64
 MIN_SHARED_PREFIX_LEN = 32
@@ -48,6 +48,16 @@ class _Padded:
         return self.additive
 
 
+# ------------------------------------------------------------------ store
+
+def store_kv(k_buffer: torch.Tensor, v_buffer: torch.Tensor, loc: torch.Tensor,
+             k: torch.Tensor, v: torch.Tensor) -> None:
+    """See `torch_ref.store_kv`: index_copy_ over distinct slots, a cheaper scatter than index_put on the CPU."""
+    loc = loc if loc.dtype == torch.int64 else loc.long()
+    k_buffer.index_copy_(0, loc, k if k.dtype == k_buffer.dtype else k.to(k_buffer.dtype))
+    v_buffer.index_copy_(0, loc, v if v.dtype == v_buffer.dtype else v.to(v_buffer.dtype))
+
+
 # ------------------------------------------------------------------ decode
 
 def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Tensor,
@@ -58,8 +68,8 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
     num_kv_heads = k_buffer.shape[1]
     plan = _cached(_decode_plan, kv_indptr, kv_indices)
     qg = q.view(batch, num_kv_heads, num_heads // num_kv_heads, head_dim)    # a KV head's query heads as rows
-    k = k_buffer[plan.slots].to(q.dtype).permute(0, 2, 1, 3)                # [batch, num_kv_heads, keys, head_dim]
-    v = v_buffer[plan.slots].to(q.dtype).permute(0, 2, 1, 3)
+    k = _gather(k_buffer, plan.slots, q.dtype).permute(0, 2, 1, 3)          # [batch, num_kv_heads, keys, head_dim]
+    v = _gather(v_buffer, plan.slots, q.dtype).permute(0, 2, 1, 3)
     o = _attend(qg, k, v, plan, k_buffer, v_buffer, sm_scale)
     return o.reshape(batch, num_heads, head_dim)
 
@@ -157,8 +167,8 @@ def _extend_short(out, q, k_extend, v_extend, k_buffer, v_buffer, g: _ShortExten
         return buf.view(b, e, x.shape[1], head_dim)
 
     slots = g.padded.slots
-    k = torch.cat([k_buffer[slots].to(q.dtype), padded(k_extend)], dim=1).permute(0, 2, 1, 3)  # [b, kvh, keys, d]
-    v = torch.cat([v_buffer[slots].to(q.dtype), padded(v_extend)], dim=1).permute(0, 2, 1, 3)
+    k = torch.cat([_gather(k_buffer, slots, q.dtype), padded(k_extend)], dim=1).permute(0, 2, 1, 3)  # [b, kvh, keys, d]
+    v = torch.cat([_gather(v_buffer, slots, q.dtype), padded(v_extend)], dim=1).permute(0, 2, 1, 3)
     # a KV head's query heads, each with its own max_e rows: [b, kvh, group * max_e, d]
     qg = padded(q).view(b, e, num_kv_heads, group, head_dim).permute(0, 2, 3, 1, 4).reshape(
         b, num_kv_heads, group * e, head_dim)
@@ -169,14 +179,23 @@ def _extend_short(out, q, k_extend, v_extend, k_buffer, v_buffer, g: _ShortExten
 
 # ------------------------------------------------------------------ shared pieces
 
+def _gather(buffer: torch.Tensor, slots: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """buffer[slots] for pool rows: [*slots.shape, num_kv_heads, head_dim] in `dtype`.
+
+    index_select on the flattened slots: several times faster on the CPU than advanced indexing
+    (2x in fp32, 6x in bf16 for a [32, 80] slot matrix).
+    """
+    rows = buffer.index_select(0, slots.reshape(-1)).view(*slots.shape, *buffer.shape[1:])
+    return rows if rows.dtype == dtype else rows.to(dtype)
+
 def _attend(qg: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Padded,
             k_buffer: torch.Tensor, v_buffer: torch.Tensor, sm_scale: float) -> torch.Tensor:
     """qg [batch, kv_heads, rows, d] over k, v [batch, kv_heads, keys, d] and the shared prefix, if any."""
     if plan.shared_slots is None:
         return F.scaled_dot_product_attention(qg, k, v, attn_mask=plan.mask, scale=sm_scale)
     b, kvh, rows, d = qg.shape
-    shared_k = k_buffer[plan.shared_slots].to(qg.dtype).transpose(0, 1).unsqueeze(0)   # [1, kv_heads, shared, d]
-    shared_v = v_buffer[plan.shared_slots].to(qg.dtype).transpose(0, 1).unsqueeze(0)
+    shared_k = _gather(k_buffer, plan.shared_slots, qg.dtype).transpose(0, 1).unsqueeze(0)   # [1, kv_heads, shared, d]
+    shared_v = _gather(v_buffer, plan.shared_slots, qg.dtype).transpose(0, 1).unsqueeze(0)
     # every query row of the batch against the one copy of the shared prefix: [1, kv_heads, b * rows, d]
     o1, lse1 = _attention_lse(qg.transpose(0, 1).reshape(1, kvh, b * rows, d), shared_k, shared_v, None,
                               sm_scale)

@@ -170,3 +170,21 @@ def test_token_logprobs_are_log_softmax_and_top_lists_are_sorted():
         values = [lp for lp, _ in row]
         assert values == sorted(values, reverse=True)
     assert sampler.token_logprobs(logits, [2, 0], top_k=0)[1] == []
+
+
+@pytest.mark.parametrize("params, output_ids", [
+    ({"frequency_penalty": 0.5}, (4, 4)),
+    ({"presence_penalty": 0.5}, (4,)),
+    ({"repetition_penalty": 1.3}, ()),
+    ({"min_new_tokens": 3, "stop_token_ids": [5]}, (4,)),
+], ids=["frequency", "presence", "repetition", "min-new-tokens"])
+def test_edits_logits_is_true_whenever_penalties_or_masks_change_a_row(params, output_ids) -> None:
+    plain = make_req()
+    edited = make_req(input_ids=(1, 2, 4), output_ids=output_ids, **params)
+    assert not sampler.edits_logits([plain])
+    assert sampler.edits_logits([plain, edited])
+    logits = logits_of(PROBS).repeat(2, 1)
+    before = logits.clone()
+    sampler.apply_penalties(logits, [plain, edited])
+    sampler.apply_masks(logits, [plain, edited], eos_ids=(0,))
+    assert torch.equal(logits[0], before[0]) and not torch.equal(logits[1], before[1])

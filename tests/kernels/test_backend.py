@@ -16,7 +16,7 @@ def test_torch_backend_is_the_batched_cpu_kernels_and_not_graph_safe() -> None:
     ops = get_attention_ops("torch", "cpu")
     assert ops.name == "torch" and not ops.is_graph_safe
     assert (ops.store_kv, ops.extend_attention, ops.decode_attention) == (
-        torch_ref.store_kv, torch_batched.extend_attention, torch_batched.decode_attention)
+        torch_batched.store_kv, torch_batched.extend_attention, torch_batched.decode_attention)
 
 
 def test_auto_picks_torch_on_cpu_even_under_the_triton_interpreter() -> None:

@@ -65,3 +65,16 @@ def test_plan_is_built_once_per_forward_and_rebuilt_for_new_indices() -> None:
     assert torch_batched._cached(torch_batched._decode_plan, case.kv_indptr, case.kv_indices) is first
     other = torch_batched._cached(torch_batched._decode_plan, case.kv_indptr.clone(), case.kv_indices)
     assert other is not first
+
+
+@pytest.mark.parametrize("loc_dtype", [torch.int64, torch.int32])
+@pytest.mark.parametrize("pool_dtype", [torch.float32, torch.bfloat16], ids=["fp32-pool", "bf16-pool"])
+def test_store_writes_the_same_rows_as_the_reference(pool_dtype, loc_dtype) -> None:
+    pools = [[torch.zeros(40, 2, 16, dtype=pool_dtype) for _ in range(2)] for _ in range(2)]
+    fused = torch.randn(5, 2, 2, 16)                       # strided k, v views of one projection, fp32
+    loc = torch.tensor([39, 1, 17, 2, 30], dtype=loc_dtype)
+    torch_batched.store_kv(*pools[0], loc, fused[:, 0], fused[:, 1])
+    torch_ref.store_kv(*pools[1], loc, fused[:, 0], fused[:, 1])
+    for got, expected in zip(pools[0], pools[1]):
+        assert torch.equal(got, expected)
+    assert pools[0][0][loc.long()].abs().sum() > 0 and pools[0][0][0].abs().sum() == 0
