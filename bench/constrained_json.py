@@ -3,7 +3,9 @@
 Workloads (deterministic synthetic passages, one shared one-shot example per workload):
   character  a short wizard bio -> CHARACTER (tests/constrained/json_schemas.py): 8 keys, a nested wand object
   city       a short city description -> CITY: name, country, latitude, population, top 3 landmarks
-Every program is one chat prompt and one `json_schema` generation (compact whitespace, greedy).
+Every program is one chat prompt and one `json_schema` generation (greedy). --whitespace picks the
+layout: compact (default; what outlines and xgrammar are run with) or pretty, the paper's own layout
+(one key a line, 4-space indent, arrays inline), whose newline-and-indent runs jump-forward also writes.
 
 Compares, in one run on the same machine, batch (all prompts at once) and one at a time:
   sgnb with jump-forward  vs  sgnb without (same engine, per-request `jump_forward`, cache flushed before each run)
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -106,9 +109,21 @@ class Workload:
     schema: dict
     prompts: list[str]
     facts: list[dict]
+    whitespace: str = "compact"
 
 
-def build_workload(name: str, schema: dict, n: int, tokenizer, seed: int = 0) -> Workload:
+def layout_json(value: object, whitespace: str) -> str:
+    """`value` in the output layout of `whitespace`, for the prompt's example (see the module docstring)."""
+    if whitespace == "compact":
+        return json.dumps(value, separators=(",", ":"))
+    text = json.dumps(value, indent=4)
+    # arrays inline: json.dumps puts each item on its own line
+    return re.sub(r"\[\n\s*(.*?)\n\s*\]", lambda m: "[" + re.sub(r",\n\s*", ", ", m.group(1)) + "]", text,
+                  flags=re.S)
+
+
+def build_workload(name: str, schema: dict, n: int, tokenizer, seed: int = 0,
+                   whitespace: str = "compact") -> Workload:
     """n prompts: instruction + a one-shot example (shared prefix) + the program's own passage."""
     rng = random.Random(f"{name}-{seed}")
     make_fact = character_fact if name == "character" else city_fact
@@ -120,11 +135,11 @@ def build_workload(name: str, schema: dict, n: int, tokenizer, seed: int = 0) ->
     what = "character" if name == "character" else "city"
     head = (f"Extract the {what} described in the passage as one JSON object with exactly the keys of the "
             f"example, copying the facts from the passage.\n\nExample passage: {passage(example)}\n"
-            f"Example JSON: {json.dumps(example, separators=(',', ':'))}\n\n")
+            f"Example JSON: {layout_json(example, whitespace)}\n\n")
     facts = [make_fact(rng) for _ in range(n)]
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": head + f"Passage: {passage(f)}\nJSON:"}],
                                              tokenize=False, add_generation_prompt=True) for f in facts]
-    return Workload(name, schema, prompts, facts)
+    return Workload(name, schema, prompts, facts, whitespace)
 
 
 # ---------------------------------------------------------------------------- checks
@@ -209,7 +224,7 @@ class PassTimer:
 def run_sgnb(engine, timer: PassTimer, workload: Workload, max_new_tokens: int, jump_forward: bool,
              batch: bool) -> Run:
     params = {"max_new_tokens": max_new_tokens, "temperature": 0, "json_schema": workload.schema,
-              "jump_forward": jump_forward}
+              "json_whitespace": workload.whitespace, "jump_forward": jump_forward}
     if not engine.flush_cache():
         raise RuntimeError("flush_cache refused: requests still running")
     before = engine.stats()["num_forward_passes"]
@@ -388,6 +403,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median reported)")
     ap.add_argument("--modes", default="batch,sequential", help="comma list of batch, sequential")
     ap.add_argument("--workloads", default="character,city")
+    ap.add_argument("--whitespace", choices=["compact", "pretty"], default="compact",
+                    help="JSON layout; outlines and xgrammar run only with compact")
     ap.add_argument("--bench-python", default=str(BENCH_PYTHON),
                     help="a Python with outlines, xgrammar and transformers (default: bench/.venv-constrained)")
     ap.add_argument("--hf-repeats", type=int, default=None, help="timed runs per outlines/xgrammar variant "
@@ -417,13 +434,13 @@ def main() -> None:
     model_path = resolve_model("smollm2-135m")
     tokenizer = load_tokenizer(model_path)
     schemas = {"character": CHARACTER, "city": CITY}
-    workloads = [build_workload(name, schemas[name], args.num_programs, tokenizer)
+    workloads = [build_workload(name, schemas[name], args.num_programs, tokenizer, whitespace=args.whitespace)
                  for name in args.workloads.split(",")]
     for w in workloads:
         lens = [len(tokenizer(p)["input_ids"]) for p in w.prompts]
         print(f"{w.name}: {len(w.prompts)} prompts of {min(lens)}-{max(lens)} tokens, schema keys "
               f"{list(w.schema['properties'])}")
-    print(f"dtype {args.dtype}, greedy, max_new_tokens {args.max_new_tokens}, compact JSON whitespace, "
+    print(f"dtype {args.dtype}, greedy, max_new_tokens {args.max_new_tokens}, {args.whitespace} JSON whitespace, "
           f"torch {torch.__version__} with {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"load average {load_start[0]:.1f}")
 
@@ -433,7 +450,8 @@ def main() -> None:
         for w in workloads:  # compile the FSM and warm the mask cache outside the timings
             for jf in (True, False):
                 engine.generate(w.prompts[0], {"max_new_tokens": args.max_new_tokens, "temperature": 0,
-                                               "json_schema": w.schema, "jump_forward": jf})
+                                               "json_schema": w.schema, "json_whitespace": w.whitespace,
+                                               "jump_forward": jf})
         for rep in range(args.repeats):
             for w in workloads:
                 for mode in modes:
@@ -447,7 +465,9 @@ def main() -> None:
 
     compile_ms = {w.name: {"sgnb": sgnb_compile_ms(w.schema, tokenizer)} for w in workloads}
     python = Path(args.bench_python)
-    if python.exists():
+    if args.whitespace != "compact":
+        print("outlines / xgrammar: skipped, they run with compact whitespace only")
+    elif python.exists():
         hf = run_hf_libs(python, model_path, args.dtype, workloads, tokenizer, args.max_new_tokens,
                          args.hf_repeats or args.repeats, modes, args.hf_subset)
         if "error" in hf:

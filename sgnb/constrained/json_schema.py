@@ -57,6 +57,7 @@ class _Layout:
     close: str  # before '}' / ']'
     comma: str  # the whole member separator, ',' included
     colon: str  # the whole key/value separator, ':' included
+    indent: str | None = None  # "pretty": each object member on its own line, indented by nesting depth
 
     @classmethod
     def of(cls, whitespace: str) -> _Layout:
@@ -64,11 +65,23 @@ class _Layout:
             return cls("", "", ",", ":")
         if whitespace == "flexible":
             return cls("", "", ",[ ]?", ":[ ]?")
+        if whitespace == "pretty":  # the SGLang paper's layout: objects like json.dumps(indent=4), arrays inline
+            return cls("", "", ", ", ": ", indent="    ")
         if not isinstance(whitespace, str) or not whitespace:
-            raise ConstraintError(f"whitespace must be 'compact', 'flexible' or a regex, got {whitespace!r}")
+            raise ConstraintError(f"whitespace must be 'compact', 'flexible', 'pretty' or a regex, got {whitespace!r}")
         parse_regex(whitespace)  # a bad regex is reported here, naming it
         ws = f"(?:{whitespace})"
         return cls(ws, ws, f"{ws},{ws}", f"{ws}:{ws}")
+
+    def object_open(self, depth: int) -> str:
+        """After the '{' of an object nested `depth` objects deep (the root object is depth 0)."""
+        return self.open if self.indent is None else r"\n" + self.indent * (depth + 1)
+
+    def object_comma(self, depth: int) -> str:
+        return self.comma if self.indent is None else r",\n" + self.indent * (depth + 1)
+
+    def object_close(self, depth: int) -> str:
+        return self.close if self.indent is None else r"\n" + self.indent * depth
 
 
 class _Prune(Exception):
@@ -112,6 +125,7 @@ class _Converter:
         self.layout = layout
         self.max_depth = max_recursion_depth
         self.ref_stack: list[str] = []
+        self.object_depth = 0  # objects (with properties) around the value being converted: the indentation
 
     # --- dispatch -------------------------------------------------------------------------
     def convert(self, schema: object, path: str) -> str:
@@ -286,7 +300,16 @@ class _Converter:
         return f'"{STRING_CHAR}{{{low},{"" if high is None else high}}}"'
 
     def type_object(self, schema: Mapping, path: str) -> str:
+        self.object_depth += 1
+        try:
+            return self._object(schema, path, self.object_depth - 1)
+        finally:
+            self.object_depth -= 1
+
+    def _object(self, schema: Mapping, path: str, depth: int) -> str:
+        """An object `depth` objects deep; its members are converted one level deeper."""
         layout = self.layout
+        open_, comma, close = layout.object_open(depth), layout.object_comma(depth), layout.object_close(depth)
         properties = schema.get("properties")
         required = schema.get("required", [])
         additional = schema.get("additionalProperties")
@@ -304,7 +327,9 @@ class _Converter:
             else:
                 value = self.convert(additional, f"{path}/additionalProperties")
             member = f"{STRING}{layout.colon}{value}"
-            return rf"\{{{layout.open}(?:{member}(?:{layout.comma}{member})*)?{layout.close}\}}"
+            if layout.indent is None:
+                return rf"\{{{open_}(?:{member}(?:{comma}{member})*)?{close}\}}"
+            return rf"\{{(?:{open_}{member}(?:{comma}{member})*{close})?\}}"     # pretty: an empty one is {}
         if not isinstance(properties, Mapping):
             raise ConstraintError(f"'properties' at {path} must be an object")
         if additional not in (None, False):
@@ -325,10 +350,13 @@ class _Converter:
                 continue
             key = escape_literal(json.dumps(name, ensure_ascii=False))
             members.append((f"{key}{layout.colon}{value}", is_required))
-        body = _ordered_members(members, layout.comma)
+        body = _ordered_members(members, comma)
         if not body:
             return rf"\{{{layout.open}\}}"
-        return rf"\{{{layout.open}{body}{layout.close}\}}"
+        if layout.indent is not None and not any(is_required for _, is_required in members):
+            # pretty: the line breaks come with the first member; with none present the object is {}
+            return rf"\{{(?:{open_}{body.removesuffix('?')}{close})?\}}"   # body is "(?:...)?" here
+        return rf"\{{{open_}{body}{close}\}}"
 
     def type_array(self, schema: Mapping, path: str) -> str:
         layout = self.layout

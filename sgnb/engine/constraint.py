@@ -37,7 +37,7 @@ def constraint_pattern(params: SamplingParams) -> str:
             schema = json.loads(schema)
         except json.JSONDecodeError as exc:
             raise ValueError(f"json_schema is not valid JSON: {exc}") from None
-    return schema_to_regex(schema)
+    return schema_to_regex(schema, whitespace=params.json_whitespace)
 
 
 def build_constraint(params: SamplingParams, engine: Engine) -> Constraint:

@@ -25,6 +25,7 @@ class SamplingParams:
     sampling_seed: int | None = None
     regex: str | None = None
     json_schema: str | dict | None = None
+    json_whitespace: str = "compact"   # how json_schema output is laid out: compact, flexible, pretty or a regex
     jump_forward: bool | None = None   # None: the engine's default
     skip_special_tokens: bool = True
     no_stop_trim: bool = False
@@ -65,6 +66,8 @@ class SamplingParams:
             raise ValueError(f"repetition_penalty must be in (0, 2], got {self.repetition_penalty!r}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise ValueError(f"stop must be non-empty strings, got {self.stop!r}")
+        if not isinstance(self.json_whitespace, str):
+            raise ValueError(f"json_whitespace must be a string, got {self.json_whitespace!r}")
         if self.regex is not None and self.json_schema is not None:
             raise ValueError("regex and json_schema are mutually exclusive")
 

@@ -27,7 +27,7 @@ def _validate(text: str, schema: object) -> object:
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
-@pytest.mark.parametrize("whitespace", ["compact", "flexible"])
+@pytest.mark.parametrize("whitespace", ["compact", "flexible", "pretty"])
 def test_random_walks_produce_valid_json(name, whitespace, vocab):
     schema = SCHEMAS[name]
     pattern = schema_to_regex(schema, whitespace=whitespace, max_recursion_depth=3)
@@ -109,6 +109,41 @@ def test_compact_forced_bytes_are_the_keys(vocab):
     state = fsm.advance_bytes(state, b',"age":7')
     assert fsm.forced_bytes(state) == (b"", state)  # more digits or '}'
     assert fsm.forced_bytes(fsm.advance_bytes(state, b"}")) == (b"", fsm.advance_bytes(state, b"}"))
+
+
+def _pretty(value: object, depth: int = 0) -> str:
+    """The "pretty" layout, written independently: objects one member a line, 4 spaces a level; arrays inline."""
+    if isinstance(value, dict) and value:
+        inner = "    " * (depth + 1)
+        members = ",\n".join(f"{inner}{json.dumps(k, ensure_ascii=False)}: {_pretty(v, depth + 1)}"
+                              for k, v in value.items())
+        return "{\n" + members + "\n" + "    " * depth + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_pretty(v, depth) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("value, schema", [
+    ({"name": "Ann", "age": 3}, SCHEMAS["person"]),
+    ({"id": 1, "address": {"street": "a", "city": "b"}}, SCHEMAS["nested"]),
+    ({"value": 1, "children": [{"value": 2, "children": []}]}, SCHEMAS["recursive_tree"]),
+    ({"b": True}, SCHEMAS["mixed_optional"]),
+    ({}, SCHEMAS["all_optional"]),
+    ({"name": "Oslo", "country": "Norway", "latitude": 59.9, "population": 709037,
+      "top 3 landmarks": ["Opera House", "Fort", "Zoo"]}, SCHEMAS["city"]),
+])
+def test_pretty_layout_indents_objects_by_depth_and_keeps_arrays_inline(value, schema):
+    pattern = schema_to_regex(schema, whitespace="pretty")
+    assert re.fullmatch(pattern, _pretty(value)), _pretty(value)
+    assert not re.fullmatch(pattern, json.dumps(value, separators=(",", ":"))) or not value
+
+
+def test_pretty_forced_bytes_carry_the_newlines_and_indentation(vocab):
+    fsm = compile_regex(schema_to_regex(SCHEMAS["nested"], whitespace="pretty"), vocab)
+    assert fsm.forced_bytes(fsm.initial_state)[0] == b'{\n    "id": '
+    state = fsm.advance_bytes(fsm.initial_state, b'{\n    "id": 7')
+    state = fsm.advance_bytes(state, b",")
+    assert fsm.forced_bytes(state)[0] == b'\n    "address": {\n        "street": "'
 
 
 def test_flexible_whitespace_breaks_forced_runs(vocab):

@@ -94,6 +94,19 @@ def test_jump_forward_outputs_stay_valid_and_save_forward_passes(engine):
     engine.check_integrity()
 
 
+def test_pretty_json_is_indented_and_jump_forward_writes_its_layout(engine):
+    schema = SCHEMAS["city"]
+    result = engine.generate(_prompt(engine, "Describe Paris as JSON."), {
+        "json_schema": schema, "json_whitespace": "pretty", "temperature": 0, "max_new_tokens": 120})
+    text = result["text"]
+    jsonschema.validate(json.loads(text), schema)
+    assert text.startswith('{\n    "name": "') and text.endswith("\n}")
+    assert '\n    "top 3 landmarks": [' in text
+    # the newline-and-indent runs are forced: they come from jump-forward, not sampling
+    assert result["meta_info"]["constraint"]["num_forced_tokens"] > 0
+    engine.check_integrity()
+
+
 def test_forced_tokens_that_spend_the_budget_end_the_request(engine):
     # after every sampled "a" the "0" is forced; the 24th token is a forced one and must be the last
     prompt = _prompt(engine, "Write something.")
@@ -127,6 +140,7 @@ def test_trace_records_masked_alternatives(engine):
     ({"json_schema": {"type": "integer", "minimum": 3}}, "minimum"),
     ({"json_schema": {"type": "object", "not": {}}}, "not"),
     ({"json_schema": "{not json"}, "json_schema"),
+    ({"json_schema": {"type": "integer"}, "json_whitespace": "[ "}, "regex"),
 ])
 def test_bad_constraints_fail_at_submission_and_engine_keeps_serving(engine, params, message):
     with pytest.raises(ValueError, match=message):
