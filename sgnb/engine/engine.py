@@ -78,7 +78,7 @@ class Engine:
         self.model_path = resolve_model(cfg.model)
         self.dtype = cfg.torch_dtype
         self.device = cfg.device
-        self.model, self.model_config = load_model(self.model_path, self.dtype, cfg.device)
+        self.model, self.model_config = load_model(self.model_path, self.dtype, cfg.device, cfg.prepack_weights)
         self.tokenizer = load_tokenizer(self.model_path)
         mc = self.model_config
         self.max_context_len = min(mc.max_context_len, cfg.max_context_len or mc.max_context_len)

@@ -25,6 +25,7 @@ class EngineConfig:
     jump_forward: bool = True                # constrained decoding: append forced text in one extend step
     cuda_graph: bool = False                 # capture the decode step in CUDA graphs (CUDA + triton backend)
     num_threads: int | None = None           # torch intra-op threads (default: torch's)
+    prepack_weights: bool = True             # CPU: matmuls on oneDNN-prepacked weights where faster
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:

@@ -27,8 +27,12 @@ def iter_safetensors(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
             raise ValueError(f"cannot read weights {path}: {exc}") from exc
 
 
-def load_model(source: str | Path, dtype: torch.dtype, device: str) -> tuple[torch.nn.Module, ModelConfig]:
-    """Instantiate the registered class for the source's architecture and fill its weights."""
+def load_model(source: str | Path, dtype: torch.dtype, device: str,
+               prepack: bool = True) -> tuple[torch.nn.Module, ModelConfig]:
+    """Instantiate the registered class for the source's architecture and fill its weights.
+
+    prepack: run the CPU matmuls on prepacked weights where faster (`sgnb.kernels.linear`).
+    """
     source = Path(source)
     if source.suffix == ".gguf":
         from sgnb.engine.gguf_loader import read_gguf
@@ -44,6 +48,7 @@ def load_model(source: str | Path, dtype: torch.dtype, device: str) -> tuple[tor
     model = model.to_empty(device=device)
     _fill(model, tensors, dtype, source)
     model.rotary = Rotary(cfg).to(device)      # its tables were left empty on the meta device
+    model.bind_kernels(prepack)
     return model.eval().requires_grad_(False), cfg
 
 

@@ -130,6 +130,14 @@ def test_greedy_outputs_identical_with_radix_cache_on_and_off(engine, smollm2_pa
     engine.check_integrity()
 
 
+def test_greedy_outputs_identical_with_plain_and_prepacked_matmuls(engine, smollm2_path, chat_prompts, batch16):
+    with extra_engine(smollm2_path, prepack_weights=False) as plain:
+        batched = plain.generate(chat_prompts, {**GREEDY, "max_new_tokens": 16})
+        plain.check_integrity()
+    assert ids(batched) == ids(batch16)
+    engine.check_integrity()
+
+
 # ------------------------------------------------------------------------------ memory pressure
 
 

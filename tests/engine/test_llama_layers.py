@@ -1,0 +1,61 @@
+"""The Llama layers' fast formulations against their textbook definitions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sgnb.engine.model_config import ModelConfig
+from sgnb.engine.models.llama import ROTARY_MATRIX_MAX_TOKENS, RMSNorm, Rotary, apply_rotary
+
+
+def _config() -> ModelConfig:
+    return ModelConfig.from_dict({
+        "architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100,
+        "max_position_embeddings": 512, "rms_norm_eps": 1e-5, "rope_theta": 10000.0})
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_rms_norm_is_x_times_rsqrt_mean_square_times_weight(dtype) -> None:
+    norm = RMSNorm(96, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(96))
+    norm.bind()
+    x = (torch.randn(7, 96) * 3).to(dtype)
+    xf = x.float()
+    expected = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.weight
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(norm(x).float(), expected, atol=tol, rtol=tol)
+
+
+def test_rms_norm_follows_reloaded_weights_after_bind() -> None:
+    norm = RMSNorm(8, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.fill_(2.0)
+    norm.bind()
+    x = torch.ones(1, 8)
+    assert torch.allclose(norm(x), torch.full((1, 8), 2.0), atol=1e-5)
+
+
+def _rotate_half_reference(x: torch.Tensor, positions: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    head_dim = cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    freqs = torch.outer(positions.double(), inv_freq)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    cos, sin = emb.cos().unsqueeze(1), emb.sin().unsqueeze(1)
+    x1, x2 = x.double().chunk(2, dim=-1)
+    return (x.double() * cos + torch.cat([-x2, x1], dim=-1) * sin).float()
+
+
+@pytest.mark.parametrize("num_tokens", [1, ROTARY_MATRIX_MAX_TOKENS, ROTARY_MATRIX_MAX_TOKENS + 1],
+                         ids=["matrix-1", "matrix-max", "tables"])
+def test_both_rotary_paths_match_the_rotate_half_definition(num_tokens) -> None:
+    cfg = _config()
+    rotary = Rotary(cfg)
+    positions = torch.randint(0, cfg.max_context_len, (num_tokens,))
+    rope = rotary(positions, torch.float32)
+    assert len(rope) == (1 if num_tokens <= ROTARY_MATRIX_MAX_TOKENS else 2)
+    x = torch.randn(num_tokens, 6, cfg.head_dim)
+    torch.testing.assert_close(apply_rotary(x, rope), _rotate_half_reference(x, positions, cfg),
+                               atol=1e-5, rtol=1e-5)
