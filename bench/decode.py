@@ -2,7 +2,7 @@
 
 Baselines measured in the same run:
   - the GEMM floor: one pass of x @ W.T over every weight matrix with x of `batch` rows, the faster of
-    plain F.linear and the engine's prepacked weights. At batch 1 this is the weight-streaming bound (a
+    plain F.linear and the engine's prepacked weights, fastest of its repeats. At batch 1 this is the weight-streaming bound (a
     decode step must read all weights once); at larger batches it is the matmul work alone, so floor
     tok/s / transformers tok/s caps any speedup over transformers;
   - transformers `generate` (greedy, batched, same prompts and lengths).
@@ -28,13 +28,22 @@ from bench.isolate import run_alone  # noqa: E402
 PROMPT = "Write a long and detailed story about a dragon who learns to paint."
 
 
-def median_time(fn, repeats: int) -> float:
+def run_times(fn, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
+
+
+def median_time(fn, repeats: int) -> float:
+    return statistics.median(run_times(fn, repeats))
+
+
+def min_time(fn, repeats: int) -> float:
+    """The fastest of `repeats` runs: a floor is what the machine can do, so noise must not lower it."""
+    return min(run_times(fn, repeats))
 
 
 def gemm_floors(path, dtype: torch.dtype, batch_sizes: list[int], repeats: int) -> dict[int, tuple[float, str]]:
@@ -58,7 +67,7 @@ def gemm_floors(path, dtype: torch.dtype, batch_sizes: list[int], repeats: int) 
                     linear(x)
 
             one_pass()
-            seconds = median_time(one_pass, repeats)
+            seconds = min_time(one_pass, repeats)
             if best is None or seconds < best[0]:
                 best = (seconds, kind)
         floors[batch] = best

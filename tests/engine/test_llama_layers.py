@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sgnb.engine.model_config import ModelConfig
-from sgnb.engine.models.llama import ROTARY_MATRIX_MAX_TOKENS, RMSNorm, Rotary, apply_rotary
+from sgnb.engine.models.llama import RMSNorm, Rotary, apply_rotary
 
 
 def _config() -> ModelConfig:
@@ -48,14 +48,11 @@ def _rotate_half_reference(x: torch.Tensor, positions: torch.Tensor, cfg: ModelC
     return (x.double() * cos + torch.cat([-x2, x1], dim=-1) * sin).float()
 
 
-@pytest.mark.parametrize("num_tokens", [1, ROTARY_MATRIX_MAX_TOKENS, ROTARY_MATRIX_MAX_TOKENS + 1],
-                         ids=["matrix-1", "matrix-max", "tables"])
-def test_both_rotary_paths_match_the_rotate_half_definition(num_tokens) -> None:
+@pytest.mark.parametrize("num_tokens", [1, 37])
+def test_rotary_with_signed_sin_matches_the_rotate_half_definition(num_tokens) -> None:
     cfg = _config()
-    rotary = Rotary(cfg)
     positions = torch.randint(0, cfg.max_context_len, (num_tokens,))
-    rope = rotary(positions, torch.float32)
-    assert len(rope) == (1 if num_tokens <= ROTARY_MATRIX_MAX_TOKENS else 2)
+    cos, signed_sin = Rotary(cfg)(positions, torch.float32)
     x = torch.randn(num_tokens, 6, cfg.head_dim)
-    torch.testing.assert_close(apply_rotary(x, rope), _rotate_half_reference(x, positions, cfg),
+    torch.testing.assert_close(apply_rotary(x, cos, signed_sin), _rotate_half_reference(x, positions, cfg),
                                atol=1e-5, rtol=1e-5)

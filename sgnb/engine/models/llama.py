@@ -2,7 +2,8 @@
 
 RMSNorm, RoPE (with scaling), grouped-query attention over the paged KV pool,
 SwiGLU MLP, optional q/k/v bias (Qwen2) and tied embeddings. Q/K/V and gate/up
-projections are fused into single matmuls when the weights are loaded.
+projections are fused into single matmuls when the weights are loaded; each projection
+runs through the matmul `sgnb.kernels.linear` picked for it (`bind_kernels`).
 """
 
 from __future__ import annotations
@@ -37,11 +38,6 @@ class RMSNorm(nn.Module):
                             self.eps)[..., :dim]
 
 
-# a forward of at most this many tokens rotates q and k by one bmm with per-token rotation matrices
-# (one op per layer instead of four: each op right after a weight-streaming matmul runs cache-cold)
-ROTARY_MATRIX_MAX_TOKENS = 64
-
-
 class Rotary(nn.Module):
     """cos/sin tables for every position up to the context length (HF rotate-half layout)."""
 
@@ -53,29 +49,14 @@ class Rotary(nn.Module):
         self.register_buffer("cos", torch.cat([freqs, freqs], dim=-1).cos().float(), persistent=False)
         # rotate_half(x) * sin == cat(x2, x1) * cat(-sin, sin): the sign lives in the table, not in a neg per layer
         self.register_buffer("sin", torch.cat([-freqs, freqs], dim=-1).sin().float(), persistent=False)
-        half = cfg.head_dim // 2
-        # swap[i, j] = 1 where x[i] is the partner of output j: cat(x2, x1) == x @ swap
-        swap = torch.eye(cfg.head_dim).roll(half, dims=0)
-        self.register_buffer("swap", swap, persistent=False)
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        """The batch's rotation, computed once per forward and shared by all layers.
-
-        Short batches: (R,) with R [num_tokens, head_dim, head_dim], x @ R[t] rotating token t.
-        Longer ones: (cos, signed sin), each [num_tokens, 1, head_dim].
-        """
-        cos, sin = self.cos[positions], self.sin[positions]   # [num_tokens, head_dim]
-        if positions.numel() <= ROTARY_MATRIX_MAX_TOKENS:
-            # R[t] = diag(cos[t]) + swap * sin[t] (sin scales output column j)
-            return (torch.diag_embed(cos).addcmul_(self.swap, sin.unsqueeze(1)).to(dtype),)
-        return cos.unsqueeze(1).to(dtype), sin.unsqueeze(1).to(dtype)
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, signed sin for the batch's positions: [num_tokens, 1, head_dim], computed once per forward."""
+        return self.cos[positions].unsqueeze(1).to(dtype), self.sin[positions].unsqueeze(1).to(dtype)
 
 
-def apply_rotary(x: torch.Tensor, rope: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
     # x: [num_tokens, num_heads, head_dim], rotate-half layout: x * cos + (-x2, x1) * sin
-    if len(rope) == 1:
-        return torch.bmm(x, rope[0])
-    cos, signed_sin = rope
     x1, x2 = x.chunk(2, dim=-1)
     return torch.addcmul(x * cos, torch.cat((x2, x1), dim=-1), signed_sin)
 
@@ -90,12 +71,12 @@ class Attention(nn.Module):
         self.qkv_proj = nn.Linear(cfg.hidden_size, self.q_size + 2 * self.kv_size, bias=cfg.attention_bias)
         self.o_proj = nn.Linear(self.q_size, cfg.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, ...],
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
                 ctx: AttentionContext) -> torch.Tensor:
         qkv = self.qkv_proj.run(x)                             # [num_tokens, q_size + 2 * kv_size]
         qk, v = qkv.split([self.q_size + self.kv_size, self.kv_size], dim=-1)
         # q and k heads rotate together: [num_tokens, num_heads + num_kv_heads, head_dim]
-        qk = apply_rotary(qk.view(-1, self.num_heads + self.num_kv_heads, self.head_dim), rope)
+        qk = apply_rotary(qk.view(-1, self.num_heads + self.num_kv_heads, self.head_dim), *rope)
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
         o = ctx.attend(self.layer_id, q, k, v)                 # [num_tokens, num_heads, head_dim]
