@@ -10,6 +10,9 @@ from sgnb.engine.attention import AttentionContext, ForwardMode
 from sgnb.engine.kv_cache import KVPool, ReqToTokenPool
 from sgnb.engine.scheduler import ScheduleBatch
 
+# extend batches whose requests all add at most this many tokens run through the decode kernel ("torch" backend)
+DECODE_FORM_MAX_EXTEND = 16
+
 
 @dataclass(slots=True)
 class ForwardOutput:
@@ -60,6 +63,9 @@ class ModelRunner:
         first_row: list[int] = []
         last_row: list[int] = []
         is_decode = batch.mode is ForwardMode.DECODE
+        # short extends (jump-forward chunks, one-token riders) attend as decode queries, one per token:
+        # its new K/V is stored first, so token k reads the pool up to and including itself
+        as_decode = is_decode or (self.ops.name == "torch" and max(batch.extend_lens) <= DECODE_FORM_MAX_EXTEND)
         for req, n, keep_all in zip(batch.reqs, batch.extend_lens, keep_all_rows):
             start = req.kv_len
             row = table[req.row]
@@ -67,9 +73,13 @@ class ModelRunner:
             ids += req.fill_ids[start:start + n]
             positions += range(start, start + n)
             locs.append(row[start:start + n])
-            kv_end = start + n if is_decode else start       # decode reads its own new token from the pool
-            kv_rows.append(row[:kv_end])
-            kv_lens.append(kv_end)
+            if as_decode:
+                for end in range(start + 1, start + n + 1):
+                    kv_rows.append(row[:end])
+                    kv_lens.append(end)
+            else:                                            # extend kernels take the cached prefix only
+                kv_rows.append(row[:start])
+                kv_lens.append(start)
             first_row.append(len(logit_rows))
             logit_rows += range(base, base + n) if keep_all else [base + n - 1]
             last_row.append(len(logit_rows) - 1)
@@ -84,7 +94,7 @@ class ModelRunner:
             logits = self.graph.replay(input_ids, pos, out_cache_loc, kv_indptr, kv_indices).float()
             return ForwardOutput(logits.cpu(), last_row, first_row)
         ctx = AttentionContext(
-            mode=batch.mode, ops=self.ops,
+            mode=ForwardMode.DECODE if as_decode else batch.mode, ops=self.ops,
             k_buffers=self.kv_pool.k_buffers, v_buffers=self.kv_pool.v_buffers,
             out_cache_loc=out_cache_loc,
             qo_indptr=qo, kv_indptr=kv_indptr,
