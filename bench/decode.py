@@ -2,9 +2,9 @@
 
 Baselines measured in the same run:
   - the GEMM floor: one pass of x @ W.T over every weight matrix with x of `batch` rows, the faster of
-    plain F.linear and the engine's prepacked weights, fastest of its repeats. At batch 1 this is the weight-streaming bound (a
-    decode step must read all weights once); at larger batches it is the matmul work alone, so floor
-    tok/s / transformers tok/s caps any speedup over transformers;
+    plain F.linear and the engine's prepacked weights, fastest of its repeats. At batch 1 this is the
+    weight-streaming bound (a decode step must read all weights once); at larger batches it is the
+    matmul work alone, so floor tok/s / transformers tok/s caps any speedup over transformers;
   - transformers `generate` (greedy, batched, same prompts and lengths).
 Decode time excludes prefill: each measurement is t(prompt + N tokens) - t(prompt + 1 token).
 

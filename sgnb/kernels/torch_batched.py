@@ -167,7 +167,8 @@ def _extend_short(out, q, k_extend, v_extend, k_buffer, v_buffer, g: _ShortExten
         return buf.view(b, e, x.shape[1], head_dim)
 
     slots = g.padded.slots
-    k = torch.cat([_gather(k_buffer, slots, q.dtype), padded(k_extend)], dim=1).permute(0, 2, 1, 3)  # [b, kvh, keys, d]
+    # [b, kvh, keys, d]
+    k = torch.cat([_gather(k_buffer, slots, q.dtype), padded(k_extend)], dim=1).permute(0, 2, 1, 3)
     v = torch.cat([_gather(v_buffer, slots, q.dtype), padded(v_extend)], dim=1).permute(0, 2, 1, 3)
     # a KV head's query heads, each with its own max_e rows: [b, kvh, group * max_e, d]
     qg = padded(q).view(b, e, num_kv_heads, group, head_dim).permute(0, 2, 3, 1, 4).reshape(
@@ -188,13 +189,15 @@ def _gather(buffer: torch.Tensor, slots: torch.Tensor, dtype: torch.dtype) -> to
     rows = buffer.index_select(0, slots.reshape(-1)).view(*slots.shape, *buffer.shape[1:])
     return rows if rows.dtype == dtype else rows.to(dtype)
 
+
 def _attend(qg: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Padded,
             k_buffer: torch.Tensor, v_buffer: torch.Tensor, sm_scale: float) -> torch.Tensor:
     """qg [batch, kv_heads, rows, d] over k, v [batch, kv_heads, keys, d] and the shared prefix, if any."""
     if plan.shared_slots is None:
         return F.scaled_dot_product_attention(qg, k, v, attn_mask=plan.mask, scale=sm_scale)
     b, kvh, rows, d = qg.shape
-    shared_k = _gather(k_buffer, plan.shared_slots, qg.dtype).transpose(0, 1).unsqueeze(0)   # [1, kv_heads, shared, d]
+    # [1, kv_heads, shared, d]
+    shared_k = _gather(k_buffer, plan.shared_slots, qg.dtype).transpose(0, 1).unsqueeze(0)
     shared_v = _gather(v_buffer, plan.shared_slots, qg.dtype).transpose(0, 1).unsqueeze(0)
     # every query row of the batch against the one copy of the shared prefix: [1, kv_heads, b * rows, d]
     o1, lse1 = _attention_lse(qg.transpose(0, 1).reshape(1, kvh, b * rows, d), shared_k, shared_v, None,
