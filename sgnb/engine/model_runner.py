@@ -10,9 +10,6 @@ from sgnb.engine.attention import AttentionContext, ForwardMode
 from sgnb.engine.kv_cache import KVPool, ReqToTokenPool
 from sgnb.engine.scheduler import ScheduleBatch
 
-# extend batches whose requests all add at most this many tokens run through the decode kernel ("torch" backend)
-DECODE_FORM_MAX_EXTEND = 16
-
 
 @dataclass(slots=True)
 class ForwardOutput:
@@ -63,9 +60,9 @@ class ModelRunner:
         first_row: list[int] = []
         last_row: list[int] = []
         is_decode = batch.mode is ForwardMode.DECODE
-        # short extends (jump-forward chunks, one-token riders) attend as decode queries, one per token:
-        # its new K/V is stored first, so token k reads the pool up to and including itself
-        as_decode = is_decode or (self.ops.name == "torch" and max(batch.extend_lens) <= DECODE_FORM_MAX_EXTEND)
+        # short extends (jump-forward chunks, one-token riders) attend as decode queries where the backend
+        # allows it: token k's K/V is stored first, so it reads the pool up to and including itself
+        as_decode = is_decode or max(batch.extend_lens) <= self.ops.max_decode_form_extend
         for req, n, keep_all in zip(batch.reqs, batch.extend_lens, keep_all_rows):
             start = req.kv_len
             row = table[req.row]

@@ -40,6 +40,9 @@ class AttentionOps:
     decode_attention: Callable[..., torch.Tensor]
     # decode_attention reads no tensor value on the host, so a decode step can be CUDA-graph captured
     is_graph_safe: bool
+    # extend batches whose requests add at most this many tokens each may run through decode_attention,
+    # one query per token (its K/V is stored first, so it reads the pool up to itself); 0: never
+    max_decode_form_extend: int = 0
 
 
 def _device_type(device: object) -> str:
@@ -69,7 +72,8 @@ def get_attention_ops(name: str = "auto", device: str | torch.device = "cpu") ->
     if name == "torch":
         from sgnb.kernels import torch_batched
         return AttentionOps("torch", torch_batched.store_kv, torch_batched.extend_attention,
-                            torch_batched.decode_attention, is_graph_safe=False)
+                            torch_batched.decode_attention, is_graph_safe=False,
+                            max_decode_form_extend=torch_batched.DECODE_FORM_MAX_EXTEND)
 
     if name == "triton":
         error = _triton_import_error()

@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from sgnb.kernels.torch_ref import extend_one
 
 PADDED_MAX_EXTEND_LEN = 64
+# extends this short are cheaper as decode queries, one per token, than as a padded extend (see backend.py)
+DECODE_FORM_MAX_EXTEND = 16
 MIN_SHARED_PREFIX_LEN = 32
 
 

@@ -15,6 +15,7 @@ from sgnb.kernels import BackendUnavailableError, get_attention_ops, torch_batch
 def test_torch_backend_is_the_batched_cpu_kernels_and_not_graph_safe() -> None:
     ops = get_attention_ops("torch", "cpu")
     assert ops.name == "torch" and not ops.is_graph_safe
+    assert ops.max_decode_form_extend == torch_batched.DECODE_FORM_MAX_EXTEND > 0
     assert (ops.store_kv, ops.extend_attention, ops.decode_attention) == (
         torch_batched.store_kv, torch_batched.extend_attention, torch_batched.decode_attention)
 
@@ -28,6 +29,7 @@ def test_auto_picks_triton_on_cuda_when_triton_imports() -> None:
     pytest.importorskip("triton", reason="triton is not installed")
     ops = get_attention_ops("auto", "cuda:0")
     assert ops.name == "triton" and ops.is_graph_safe
+    assert ops.max_decode_form_extend == 0            # its short extends keep the extend kernel
 
 
 def test_triton_on_cpu_runs_the_kernels_under_the_interpreter() -> None:
