@@ -14,8 +14,12 @@ from sgnb.engine.request import Req
 
 def edits_logits(reqs: list[Req]) -> bool:
     """Whether `apply_penalties` or `apply_masks` would change any row for these requests."""
-    return any(r.params.has_penalties or len(r.output_ids) < r.params.min_new_tokens or r.constraint is not None
-               for r in reqs)
+    return any(r.params.has_penalties or _is_stop_banned(r) or r.constraint is not None for r in reqs)
+
+
+def _is_stop_banned(req: Req) -> bool:
+    """EOS and stop tokens are forbidden until min_new_tokens have been generated."""
+    return len(req.output_ids) < req.params.min_new_tokens
 
 
 def apply_penalties(logits: torch.Tensor, reqs: list[Req]) -> None:
@@ -38,7 +42,7 @@ def apply_penalties(logits: torch.Tensor, reqs: list[Req]) -> None:
 def apply_masks(logits: torch.Tensor, reqs: list[Req], eos_ids: tuple[int, ...]) -> None:
     """In place: forbid ending before min_new_tokens, and tokens a constraint does not allow."""
     for i, req in enumerate(reqs):
-        if len(req.output_ids) < req.params.min_new_tokens:
+        if _is_stop_banned(req):
             banned = list(eos_ids) + req.params.stop_token_ids
             logits[i, banned] = float("-inf")
         if req.constraint is not None:
