@@ -83,6 +83,11 @@ class _Layout:
     def object_close(self, depth: int) -> str:
         return self.close if self.indent is None else r"\n" + self.indent * depth
 
+    @property
+    def empty_object(self) -> str:
+        """An object with no members (pretty's line breaks come only with members: its `open` is empty)."""
+        return rf"\{{{self.open}\}}"
+
 
 class _Prune(Exception):
     """Internal: this subschema cannot be produced here (recursion limit or `false`);
@@ -321,15 +326,13 @@ class _Converter:
             if required:
                 raise ConstraintError(f"'required' without 'properties' is not supported (at {path})")
             if additional is False:
-                return rf"\{{{layout.open}\}}"
+                return layout.empty_object
             if additional is None or additional is True:
                 value = self.any_value(ANY_VALUE_DEPTH - 1)
             else:
                 value = self.convert(additional, f"{path}/additionalProperties")
             member = f"{STRING}{layout.colon}{value}"
-            if layout.indent is None:
-                return rf"\{{{open_}(?:{member}(?:{comma}{member})*)?{close}\}}"
-            return rf"\{{(?:{open_}{member}(?:{comma}{member})*{close})?\}}"     # pretty: an empty one is {}
+            return rf"(?:\{{{open_}{member}(?:{comma}{member})*{close}\}}|{layout.empty_object})"
         if not isinstance(properties, Mapping):
             raise ConstraintError(f"'properties' at {path} must be an object")
         if additional not in (None, False):
@@ -350,13 +353,12 @@ class _Converter:
                 continue
             key = escape_literal(json.dumps(name, ensure_ascii=False))
             members.append((f"{key}{layout.colon}{value}", is_required))
-        body = _ordered_members(members, comma)
-        if not body:
-            return rf"\{{{layout.open}\}}"
-        if layout.indent is not None and not any(is_required for _, is_required in members):
-            # pretty: the line breaks come with the first member; with none present the object is {}
-            return rf"\{{(?:{open_}{body.removesuffix('?')}{close})?\}}"   # body is "(?:...)?" here
-        return rf"\{{{open_}{body}{close}\}}"
+        if not members:
+            return layout.empty_object
+        body = rf"\{{{open_}{_ordered_members(members, comma)}{close}\}}"
+        if any(is_required for _, is_required in members):
+            return body
+        return f"(?:{body}|{layout.empty_object})"      # every member optional: the object may be empty
 
     def type_array(self, schema: Mapping, path: str) -> str:
         layout = self.layout
@@ -424,9 +426,8 @@ class _Converter:
 
 
 def _ordered_members(members: list[tuple[str, bool]], comma: str) -> str:
-    """Regex for the listed members in order, optional ones possibly absent, comma-separated."""
-    if not members:
-        return ""
+    """Regex for the listed members in order, optional ones possibly absent, comma-separated; at least one
+    member present (an object whose members are all optional adds its empty form itself)."""
     first_required = next((i for i, (_, required) in enumerate(members) if required), None)
     if first_required is not None:
         parts = [f"(?:{member}{comma})?" for member, _ in members[:first_required]]
@@ -438,7 +439,7 @@ def _ordered_members(members: list[tuple[str, bool]], comma: str) -> str:
     options = []
     for i, (member, _) in enumerate(members):
         options.append(member + "".join(f"(?:{comma}{m})?" for m, _ in members[i + 1 :]))
-    return "(?:" + "|".join(options) + ")?"
+    return "(?:" + "|".join(options) + ")"
 
 
 def _load_schema(schema: object) -> object:
