@@ -87,7 +87,9 @@ class SlotAllocator:
                     raise ValueError("cannot free slot 0: it is the reserved padding slot")
                 raise ValueError(f"double free of slot {s}: it is already free")
             is_free[s] = _FREE
-        self._free_stack.extend(slots)
+        # pushed in reverse: the next allocation pops them in their old order, so a run of consecutive
+        # slots comes back as one (attention reads such a run as a view instead of gathering it)
+        self._free_stack.extend(reversed(slots))
 
     def check_integrity(self, used: Iterable[int] = ()) -> None:
         """Asserts that the free slots and ``used`` partition the usable slots exactly.

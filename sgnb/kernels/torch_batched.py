@@ -6,7 +6,8 @@ Same signatures as `torch_ref`, which the tests hold this module to. Two ideas m
   `PADDED_MAX_EXTEND_LEN` tokens (jump-forward chunks, decode riders in mixed steps, short
   questions after a cached few-shot prefix), run as one attention call over a [batch, keys]
   padded layout instead of a Python loop over requests. Longer extends (prefill chunks) run
-  one by one through `torch_ref.extend_one`.
+  one by one, each as one fused attention call with grouped-query heads (no K/V copy per query
+  head) and a bottom-right causal mask built once per forward: 4-7x faster than the reference's.
 - **Shared prefixes, once.** Requests behind one radix-cache prefix point at the very same KV
   slots. When all requests of a padded batch start with the same >= `MIN_SHARED_PREFIX_LEN`
   slots, all their queries attend to that prefix together, in one matmul over the un-padded
@@ -24,7 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from sgnb.kernels.torch_ref import extend_one
+
+# pool slots to read: an index tensor, or a slice for a run of consecutive slots (read as a view)
+Slots = torch.Tensor | slice
 
 PADDED_MAX_EXTEND_LEN = 64
 # extends this short are cheaper as decode queries, one per token, than as a padded extend (see backend.py)
@@ -36,9 +39,9 @@ MIN_SHARED_PREFIX_LEN = 32
 class _Padded:
     """Requests laid out as a padded batch of keys, after their shared prefix (if any)."""
 
-    slots: torch.Tensor                 # [batch, keys] pool slots (0 where padded)
+    slots: Slots                        # [batch, keys] pool slots (0 where padded); a run for one request
     mask: torch.Tensor | None           # [batch, 1, rows | 1, keys] bool; None when nothing is masked
-    shared_slots: torch.Tensor | None   # [shared_len] slots every request starts with
+    shared_slots: Slots | None          # [shared_len] slots every request starts with
     additive: torch.Tensor | None = None   # `mask` as 0 / -inf in the query dtype, made on first use
 
     def additive_mask(self, dtype: torch.dtype) -> torch.Tensor | None:
@@ -70,13 +73,16 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
     num_kv_heads = k_buffer.shape[1]
     plan = _cached(_decode_plan, kv_indptr, kv_indices)
     qg = q.view(batch, num_kv_heads, num_heads // num_kv_heads, head_dim)    # a KV head's query heads as rows
-    k = _gather(k_buffer, plan.slots, q.dtype).permute(0, 2, 1, 3)          # [batch, num_kv_heads, keys, head_dim]
-    v = _gather(v_buffer, plan.slots, q.dtype).permute(0, 2, 1, 3)
+    # [batch, num_kv_heads, keys, head_dim]
+    k = _gather(k_buffer, plan.slots, q.dtype).view(batch, -1, num_kv_heads, head_dim).permute(0, 2, 1, 3)
+    v = _gather(v_buffer, plan.slots, q.dtype).view(batch, -1, num_kv_heads, head_dim).permute(0, 2, 1, 3)
     o = _attend(qg, k, v, plan, k_buffer, v_buffer, sm_scale)
     return o.reshape(batch, num_heads, head_dim)
 
 
 def _decode_plan(kv_indptr: torch.Tensor, kv_indices: torch.Tensor) -> _Padded:
+    if kv_indptr.numel() == 2:          # one request: alone in the engine its slots are usually one run
+        return _Padded(_as_range(kv_indices[int(kv_indptr[0]):int(kv_indptr[1])]), None, None)
     starts, lens = kv_indptr[:-1], kv_indptr[1:] - kv_indptr[:-1]
     slots, valid = _padded_slots(starts, lens, kv_indices)                 # [batch, max_len]
     shared = _shared_prefix_len(slots, int(lens.min()) - 1)                 # a request's own token is never shared
@@ -96,8 +102,8 @@ def extend_attention(q: torch.Tensor, k_extend: torch.Tensor, v_extend: torch.Te
     plan = _cached(_extend_plan, qo_indptr, kv_indptr, kv_indices)
     if plan.short is not None:
         _extend_short(out, q, k_extend, v_extend, k_buffer, v_buffer, plan.short, sm_scale)
-    for q0, q1, p0, p1 in plan.long:
-        extend_one(out, q, k_extend, v_extend, k_buffer, v_buffer, q0, q1, kv_indices[p0:p1], sm_scale)
+    for span in plan.long:
+        _extend_long(out, q, k_extend, v_extend, k_buffer, v_buffer, span, sm_scale)
     return out
 
 
@@ -121,9 +127,30 @@ class _ShortExtends:
 
 
 @dataclass(slots=True)
+class _LongExtend:
+    """One request's extend computed on its own: query rows q0..q1 after its cached prefix."""
+
+    q0: int
+    q1: int
+    prefix: Slots                       # [prefix_len] pool slots
+    prefix_len: int
+    device: torch.device
+    mask: torch.Tensor | None = None    # [extend_len, prefix_len + extend_len] additive, made on first use
+
+    def additive_mask(self, dtype: torch.dtype) -> torch.Tensor:
+        # query j sits at position prefix_len + j and sees keys 0..prefix_len + j (bottom-right causal)
+        if self.mask is None or self.mask.dtype != dtype:
+            rows = torch.arange(self.q1 - self.q0, device=self.device).unsqueeze(1) + self.prefix_len
+            cols = torch.arange(self.prefix_len + self.q1 - self.q0, device=self.device).unsqueeze(0)
+            self.mask = torch.zeros(rows.shape[0], cols.shape[1], dtype=dtype, device=self.device
+                                    ).masked_fill_(cols > rows, float("-inf"))
+        return self.mask
+
+
+@dataclass(slots=True)
 class _ExtendPlan:
     short: _ShortExtends | None
-    long: list[tuple[int, int, int, int]]      # (q0, q1, p0, p1) of requests computed one by one
+    long: list[_LongExtend]             # requests computed one by one
 
 
 def _extend_plan(qo_indptr: torch.Tensor, kv_indptr: torch.Tensor, kv_indices: torch.Tensor) -> _ExtendPlan:
@@ -132,7 +159,8 @@ def _extend_plan(qo_indptr: torch.Tensor, kv_indptr: torch.Tensor, kv_indices: t
     # even a lone short extend goes padded: its mask is built once per forward, not once per layer,
     # and the query heads of a KV head share it without copying K/V per head
     short = [s for s in spans if s[1] - s[0] <= PADDED_MAX_EXTEND_LEN]
-    long = [s for s in spans if s not in short]
+    long = [_LongExtend(q0, q1, _as_range(kv_indices[p0:p1]), p1 - p0, kv_indices.device)
+            for q0, q1, p0, p1 in spans if q1 - q0 > PADDED_MAX_EXTEND_LEN]
     return _ExtendPlan(_short_extends(short, kv_indices) if short else None, long)
 
 
@@ -180,15 +208,47 @@ def _extend_short(out, q, k_extend, v_extend, k_buffer, v_buffer, g: _ShortExten
     out[g.token_rows] = o[g.padded_pos]
 
 
+def _extend_long(out, q, k_extend, v_extend, k_buffer, v_buffer, span: _LongExtend, sm_scale: float) -> None:
+    q0, q1 = span.q0, span.q1
+    k, v = k_extend[q0:q1], v_extend[q0:q1]
+    has_prefix = span.prefix_len > 0
+    if has_prefix:
+        k = torch.cat([_gather(k_buffer, span.prefix, q.dtype), k])
+        v = torch.cat([_gather(v_buffer, span.prefix, q.dtype), v])
+    # [1, heads, tokens, head_dim]; without a prefix the causal mask is the plain (top-left) one
+    o = _sdpa_gqa(q[q0:q1].transpose(0, 1).unsqueeze(0), k.transpose(0, 1).unsqueeze(0),
+                  v.transpose(0, 1).unsqueeze(0), span.additive_mask(q.dtype) if has_prefix else None,
+                  not has_prefix, sm_scale)
+    out[q0:q1] = o[0].transpose(0, 1)
+
+
 # ------------------------------------------------------------------ shared pieces
 
-def _gather(buffer: torch.Tensor, slots: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+# SDPA takes fewer K/V heads than query heads itself since torch 2.5; before, K/V are repeated per query head
+_HAS_SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
+
+
+def _sdpa_gqa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, is_causal: bool,
+              sm_scale: float) -> torch.Tensor:
+    """SDPA with q [b, heads, n, d] over k, v [b, kv_heads, m, d] (grouped-query attention)."""
+    if _HAS_SDPA_GQA:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=sm_scale,
+                                              enable_gqa=True)
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=sm_scale)
+
+
+def _gather(buffer: torch.Tensor, slots: Slots, dtype: torch.dtype) -> torch.Tensor:
     """buffer[slots] for pool rows: [*slots.shape, num_kv_heads, head_dim] in `dtype`.
 
-    index_select on the flattened slots: several times faster on the CPU than advanced indexing
-    (2x in fp32, 6x in bf16 for a [32, 80] slot matrix).
+    A run of consecutive slots is a view, no copy. Otherwise index_select on the flattened slots:
+    several times faster on the CPU than advanced indexing (2x in fp32, 6x in bf16 for [32, 80] slots).
     """
-    rows = buffer.index_select(0, slots.reshape(-1)).view(*slots.shape, *buffer.shape[1:])
+    if isinstance(slots, slice):
+        rows = buffer[slots]
+    else:
+        rows = buffer.index_select(0, slots.reshape(-1)).view(*slots.shape, *buffer.shape[1:])
     return rows if rows.dtype == dtype else rows.to(dtype)
 
 
@@ -207,8 +267,10 @@ def _attend(qg: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Padded,
     o1 = o1.view(kvh, b, rows, d).transpose(0, 1)
     lse1 = lse1.view(kvh, b, rows, 1).transpose(0, 1)
     o2, lse2 = _attention_lse(qg, k, v, plan, sm_scale)
-    lse = torch.logaddexp(lse1, lse2)                                     # fp32 [b, kv_heads, rows, 1]
-    return (o1.float() * torch.exp(lse1 - lse) + o2.float() * torch.exp(lse2 - lse)).to(qg.dtype)
+    # softmax over both key sets = o2 + (o1 - o2) * e1 / (e1 + e2), where e1 / (e1 + e2) = sigmoid(lse1 - lse2):
+    # one fused lerp instead of a dozen small ops (each costs more than its math here)
+    weight = torch.sigmoid(lse1 - lse2)                                   # fp32 [b, kv_heads, rows, 1]
+    return torch.lerp(o2, o1, weight.to(o1.dtype))
 
 
 # torch's CPU flash-attention op returns the log-sum-exp that the merge needs (torch >= 2.2)
@@ -247,11 +309,20 @@ def _shared_prefix_len(slots: torch.Tensor, limit: int) -> int:
     return shared if shared >= MIN_SHARED_PREFIX_LEN else 0
 
 
-def _first_run(kv_indices: torch.Tensor, starts: torch.Tensor, shared_len: int) -> torch.Tensor | None:
+def _first_run(kv_indices: torch.Tensor, starts: torch.Tensor, shared_len: int) -> Slots | None:
     if not shared_len:
         return None
     start = int(starts[0])
-    return kv_indices[start:start + shared_len]
+    return _as_range(kv_indices[start:start + shared_len])
+
+
+def _as_range(slots: torch.Tensor) -> Slots:
+    """`slots` as a slice when they are consecutive ascending ids (a prefill's allocation usually is):
+    every layer then reads them as a view of the pool instead of gathering a copy."""
+    n = slots.numel()
+    if n > 1 and int(slots[-1]) - int(slots[0]) == n - 1 and bool((slots[1:] - slots[:-1] == 1).all()):
+        return slice(int(slots[0]), int(slots[0]) + n)
+    return slots
 
 
 _last: dict[Callable, tuple[tuple, object]] = {}

@@ -103,3 +103,18 @@ def share_leading_slots(kv_indptr: torch.Tensor, kv_indices: torch.Tensor, share
     for start in starts[1:]:
         out[start:start + shared_len] = kv_indices[starts[0]:starts[0] + shared_len]
     return out
+
+
+def in_allocation_order(case: ExtendCase | DecodeCase) -> None:
+    """Renumber the case's slots 1, 2, 3, ... in order of first use, moving the pool rows along, as a
+    fresh allocator hands them out: each request's prefix is then a run of consecutive slots."""
+    order: dict[int, int] = {}
+    for slot in case.kv_indices.tolist():
+        order.setdefault(slot, len(order) + 1)
+    old = torch.tensor(list(order), dtype=torch.int64)
+    for name in ("k_buffer", "v_buffer"):
+        buffer = getattr(case, name)
+        moved = torch.zeros_like(buffer)
+        moved[1:len(order) + 1] = buffer[old]
+        setattr(case, name, moved)
+    case.kv_indices = torch.tensor([order[s] for s in case.kv_indices.tolist()], dtype=case.kv_indices.dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from paged_cases import make_decode_case, make_extend_case, share_leading_slots
+from paged_cases import in_allocation_order, make_decode_case, make_extend_case, share_leading_slots
 
 from sgnb.kernels import torch_batched, torch_ref
 
@@ -40,7 +40,8 @@ def test_decode_matches_reference(seq_lens, shared_len, heads, dtype) -> None:
     ([0, 0, 0], [1, 1, 1], 0),                    # no prefix anywhere
     ([80, 95, 80, 120], [7, 1, 13, 2], 80),       # few-shot: questions behind one cached prefix
     ([60, 61, 90], [3, 100, 2], 60),              # shared among the short ones, a long one alone
-], ids=["short", "mixed", "single", "no-prefix", "shared", "shared-mixed"])
+    ([50, 50, 51, 50], [80, 66, 90, 1], 50),      # prefill: long passages behind one prefix, and a rider
+], ids=["short", "mixed", "single", "no-prefix", "shared", "shared-mixed", "long"])
 def test_extend_matches_reference(prefix_lens, extend_lens, shared_len, heads, dtype) -> None:
     case = make_extend_case(prefix_lens, extend_lens, num_heads=heads[0], num_kv_heads=heads[1], head_dim=16,
                             seed=5, dtype=dtype, index_dtype=torch.int32)
@@ -49,6 +50,27 @@ def test_extend_matches_reference(prefix_lens, extend_lens, shared_len, heads, d
     expected = torch_ref.extend_attention(*case.args())
     got = torch_batched.extend_attention(*case.args())
     torch.testing.assert_close(got.float(), expected.float(), atol=TOL[dtype], rtol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_consecutive_slots_are_read_as_a_view_with_the_same_result(dtype) -> None:
+    decode = make_decode_case([70, 45, 90], num_heads=6, num_kv_heads=2, head_dim=16, seed=8, dtype=dtype)
+    decode.kv_indices = share_leading_slots(decode.kv_indptr, decode.kv_indices, 40)
+    extend = make_extend_case([50, 50, 60], [80, 3, 90], num_heads=6, num_kv_heads=2, head_dim=16, seed=9,
+                              dtype=dtype)
+    extend.kv_indices = share_leading_slots(extend.kv_indptr, extend.kv_indices, 50)
+    single = make_decode_case([60], num_heads=6, num_kv_heads=2, head_dim=16, seed=10, dtype=dtype)
+    for case in (decode, extend, single):
+        in_allocation_order(case)
+    assert torch_batched._decode_plan(decode.kv_indptr, decode.kv_indices).shared_slots == slice(1, 41)
+    assert torch_batched._decode_plan(single.kv_indptr, single.kv_indices).slots == slice(1, 61)
+    plan = torch_batched._extend_plan(extend.qo_indptr, extend.kv_indptr, extend.kv_indices)
+    assert [span.prefix for span in plan.long][0] == slice(1, 51)
+    for fast, ref, case in ((torch_batched.decode_attention, torch_ref.decode_attention, decode),
+                            (torch_batched.decode_attention, torch_ref.decode_attention, single),
+                            (torch_batched.extend_attention, torch_ref.extend_attention, extend)):
+        torch.testing.assert_close(fast(*case.args()).float(), ref(*case.args()).float(), atol=TOL[dtype],
+                                   rtol=TOL[dtype])
 
 
 def test_shared_prefix_is_detected_and_split_off() -> None:
