@@ -12,15 +12,21 @@ from sgnb.engine.model_config import ModelConfig
 
 
 class KVPool:
-    """k_buffers[layer], v_buffers[layer]: [num_slots, num_kv_heads, head_dim]. Slot 0 is padding."""
+    """k_buffers[layer], v_buffers[layer]: [num_slots, num_kv_heads, head_dim]. Slot 0 is padding.
+
+    A layer's K and V are two views of one [num_slots, 2, num_kv_heads, head_dim] tensor: a slot's K
+    and V lie side by side, so a backend may store or gather both with one copy (the CPU backend
+    does; see `sgnb.kernels.torch_batched.kv_pair`). Kernels that take strides see two plain buffers.
+    """
 
     def __init__(self, cfg: ModelConfig, num_slots: int, dtype: torch.dtype, device: str):
         if num_slots < 2:
             raise ValueError(f"KV pool needs at least 2 slots, got {num_slots}")
-        shape = (num_slots, cfg.num_kv_heads, cfg.head_dim)
+        shape = (num_slots, 2, cfg.num_kv_heads, cfg.head_dim)
         self.num_slots = num_slots
-        self.k_buffers = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_layers)]
-        self.v_buffers = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_layers)]
+        kv = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_layers)]
+        self.k_buffers = [layer[:, 0] for layer in kv]
+        self.v_buffers = [layer[:, 1] for layer in kv]
 
     @staticmethod
     def slots_for_budget(cfg: ModelConfig, budget_bytes: int, dtype: torch.dtype) -> int:
@@ -29,7 +35,7 @@ class KVPool:
 
     @property
     def nbytes(self) -> int:
-        return sum(b.numel() * b.element_size() for b in self.k_buffers + self.v_buffers)
+        return sum(b.numel() * b.element_size() for b in self.k_buffers + self.v_buffers)   # views: no overlap
 
 
 class ReqToTokenPool:

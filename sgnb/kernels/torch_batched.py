@@ -57,8 +57,17 @@ class _Padded:
 
 def store_kv(k_buffer: torch.Tensor, v_buffer: torch.Tensor, loc: torch.Tensor,
              k: torch.Tensor, v: torch.Tensor) -> None:
-    """See `torch_ref.store_kv`: index_copy_ over distinct slots, a cheaper scatter than index_put on the CPU."""
+    """See `torch_ref.store_kv`: index_copy_ over distinct slots, a cheaper scatter than index_put on the CPU.
+
+    When the pool keeps K and V side by side and the new k, v lie side by side too (the model's fused
+    projection), one copy stores both.
+    """
     loc = loc if loc.dtype == torch.int64 else loc.long()
+    pool = kv_pair(k_buffer, v_buffer)
+    new = kv_pair(k, v) if pool is not None else None
+    if new is not None and new.dtype == pool.dtype:
+        pool.index_copy_(0, loc, new)
+        return
     k_buffer.index_copy_(0, loc, k if k.dtype == k_buffer.dtype else k.to(k_buffer.dtype))
     v_buffer.index_copy_(0, loc, v if v.dtype == v_buffer.dtype else v.to(v_buffer.dtype))
 
@@ -74,8 +83,9 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
     plan = _cached(_decode_plan, kv_indptr, kv_indices)
     qg = q.view(batch, num_kv_heads, num_heads // num_kv_heads, head_dim)    # a KV head's query heads as rows
     # [batch, num_kv_heads, keys, head_dim]
-    k = _gather(k_buffer, plan.slots, q.dtype).view(batch, -1, num_kv_heads, head_dim).permute(0, 2, 1, 3)
-    v = _gather(v_buffer, plan.slots, q.dtype).view(batch, -1, num_kv_heads, head_dim).permute(0, 2, 1, 3)
+    k, v = _gather_kv(k_buffer, v_buffer, plan.slots, q.dtype)
+    k = k.view(batch, -1, num_kv_heads, head_dim).permute(0, 2, 1, 3)
+    v = v.view(batch, -1, num_kv_heads, head_dim).permute(0, 2, 1, 3)
     o = _attend(qg, k, v, plan, k_buffer, v_buffer, sm_scale)
     return o.reshape(batch, num_heads, head_dim)
 
@@ -198,8 +208,9 @@ def _extend_short(out, q, k_extend, v_extend, k_buffer, v_buffer, g: _ShortExten
 
     slots = g.padded.slots
     # [b, kvh, keys, d]
-    k = torch.cat([_gather(k_buffer, slots, q.dtype), padded(k_extend)], dim=1).permute(0, 2, 1, 3)
-    v = torch.cat([_gather(v_buffer, slots, q.dtype), padded(v_extend)], dim=1).permute(0, 2, 1, 3)
+    k_prefix, v_prefix = _gather_kv(k_buffer, v_buffer, slots, q.dtype)
+    k = torch.cat([k_prefix, padded(k_extend)], dim=1).permute(0, 2, 1, 3)
+    v = torch.cat([v_prefix, padded(v_extend)], dim=1).permute(0, 2, 1, 3)
     # a KV head's query heads, each with its own max_e rows: [b, kvh, group * max_e, d]
     qg = padded(q).view(b, e, num_kv_heads, group, head_dim).permute(0, 2, 3, 1, 4).reshape(
         b, num_kv_heads, group * e, head_dim)
@@ -213,8 +224,8 @@ def _extend_long(out, q, k_extend, v_extend, k_buffer, v_buffer, span: _LongExte
     k, v = k_extend[q0:q1], v_extend[q0:q1]
     has_prefix = span.prefix_len > 0
     if has_prefix:
-        k = torch.cat([_gather(k_buffer, span.prefix, q.dtype), k])
-        v = torch.cat([_gather(v_buffer, span.prefix, q.dtype), v])
+        k_prefix, v_prefix = _gather_kv(k_buffer, v_buffer, span.prefix, q.dtype)
+        k, v = torch.cat([k_prefix, k]), torch.cat([v_prefix, v])
     # [1, heads, tokens, head_dim]; without a prefix the causal mask is the plain (top-left) one
     o = _sdpa_gqa(q[q0:q1].transpose(0, 1).unsqueeze(0), k.transpose(0, 1).unsqueeze(0),
                   v.transpose(0, 1).unsqueeze(0), span.additive_mask(q.dtype) if has_prefix else None,
@@ -239,6 +250,29 @@ def _sdpa_gqa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=sm_scale)
 
 
+def kv_pair(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor | None:
+    """One [rows, 2, heads, head_dim] view over k and v ([rows, heads, head_dim] each) when each row of v
+    directly follows the same row of k in memory, as in `KVPool`'s layers; None otherwise."""
+    if k.dim() != 3 or k.shape != v.shape or k.stride() != v.stride() or k.dtype != v.dtype:
+        return None
+    rows, heads, head_dim = k.shape
+    row_len = heads * head_dim
+    if (k.stride(1) != head_dim or k.stride(2) != 1 or k.stride(0) < 2 * row_len
+            or v.data_ptr() - k.data_ptr() != row_len * k.element_size()):
+        return None
+    return k.as_strided((rows, 2, heads, head_dim), (k.stride(0), row_len, head_dim, 1))
+
+
+def _gather_kv(k_buffer: torch.Tensor, v_buffer: torch.Tensor, slots: Slots,
+               dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """K and V rows of `slots`: [*slots.shape, num_kv_heads, head_dim] each; one copy for a paired pool."""
+    pool = kv_pair(k_buffer, v_buffer)
+    if pool is None:
+        return _gather(k_buffer, slots, dtype), _gather(v_buffer, slots, dtype)
+    kv = _gather(pool, slots, dtype)                       # [*slots.shape, 2, num_kv_heads, head_dim]
+    return kv.select(-3, 0), kv.select(-3, 1)
+
+
 def _gather(buffer: torch.Tensor, slots: Slots, dtype: torch.dtype) -> torch.Tensor:
     """buffer[slots] for pool rows: [*slots.shape, num_kv_heads, head_dim] in `dtype`.
 
@@ -259,8 +293,8 @@ def _attend(qg: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Padded,
         return F.scaled_dot_product_attention(qg, k, v, attn_mask=plan.mask, scale=sm_scale)
     b, kvh, rows, d = qg.shape
     # [1, kv_heads, shared, d]
-    shared_k = _gather(k_buffer, plan.shared_slots, qg.dtype).transpose(0, 1).unsqueeze(0)
-    shared_v = _gather(v_buffer, plan.shared_slots, qg.dtype).transpose(0, 1).unsqueeze(0)
+    shared_k, shared_v = _gather_kv(k_buffer, v_buffer, plan.shared_slots, qg.dtype)
+    shared_k, shared_v = shared_k.transpose(0, 1).unsqueeze(0), shared_v.transpose(0, 1).unsqueeze(0)
     # every query row of the batch against the one copy of the shared prefix: [1, kv_heads, b * rows, d]
     o1, lse1 = _attention_lse(qg.transpose(0, 1).reshape(1, kvh, b * rows, d), shared_k, shared_v, None,
                               sm_scale)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sgnb.engine.model_config import ModelConfig
-from sgnb.engine.models.llama import RMSNorm, Rotary, apply_rotary
+from sgnb.engine.models.llama import RMSNorm, Rotary, apply_rotary_
 
 
 def _config() -> ModelConfig:
@@ -49,10 +49,15 @@ def _rotate_half_reference(x: torch.Tensor, positions: torch.Tensor, cfg: ModelC
 
 
 @pytest.mark.parametrize("num_tokens", [1, 37])
-def test_rotary_with_signed_sin_matches_the_rotate_half_definition(num_tokens) -> None:
+def test_rotary_in_place_on_a_strided_view_matches_the_rotate_half_definition(num_tokens) -> None:
     cfg = _config()
     positions = torch.randint(0, cfg.max_context_len, (num_tokens,))
     cos, signed_sin = Rotary(cfg)(positions, torch.float32)
-    x = torch.randn(num_tokens, 6, cfg.head_dim)
-    torch.testing.assert_close(apply_rotary(x, cos, signed_sin), _rotate_half_reference(x, positions, cfg),
-                               atol=1e-5, rtol=1e-5)
+    fused = torch.randn(num_tokens, 8 * cfg.head_dim)          # a projection's output: heads, then other columns
+    x = fused[:, :6 * cfg.head_dim].view(num_tokens, 6, cfg.head_dim)     # a strided view, as in the model
+    expected = _rotate_half_reference(x.clone(), positions, cfg)
+    untouched = fused[:, 6 * cfg.head_dim:].clone()
+    out = apply_rotary_(x, cos, signed_sin)
+    assert out.data_ptr() == x.data_ptr()                                 # written in place
+    torch.testing.assert_close(x, expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(fused[:, 6 * cfg.head_dim:], untouched)

@@ -118,3 +118,9 @@ def in_allocation_order(case: ExtendCase | DecodeCase) -> None:
         moved[1:len(order) + 1] = buffer[old]
         setattr(case, name, moved)
     case.kv_indices = torch.tensor([order[s] for s in case.kv_indices.tolist()], dtype=case.kv_indices.dtype)
+
+
+def pair_pool(case: ExtendCase | DecodeCase) -> None:
+    """Give the case KVPool's layout: K and V as two views of one [num_slots, 2, heads, head_dim] tensor."""
+    kv = torch.stack([case.k_buffer, case.v_buffer], dim=1)
+    case.k_buffer, case.v_buffer = kv[:, 0], kv[:, 1]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from paged_cases import in_allocation_order, make_decode_case, make_extend_case, share_leading_slots
+from paged_cases import (in_allocation_order, make_decode_case, make_extend_case, pair_pool,
+                         share_leading_slots)
 
 from sgnb.kernels import torch_batched, torch_ref
 
@@ -73,6 +74,32 @@ def test_consecutive_slots_are_read_as_a_view_with_the_same_result(dtype) -> Non
                                    rtol=TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_paired_pool_is_read_with_one_gather_and_gives_the_same_result(dtype) -> None:
+    decode = make_decode_case([70, 45, 90, 40], num_heads=6, num_kv_heads=2, head_dim=16, seed=11, dtype=dtype)
+    decode.kv_indices = share_leading_slots(decode.kv_indptr, decode.kv_indices, 36)
+    extend = make_extend_case([50, 50, 60, 0], [80, 3, 90, 2], num_heads=6, num_kv_heads=2, head_dim=16,
+                              seed=12, dtype=dtype)
+    for case, fast, ref in ((decode, torch_batched.decode_attention, torch_ref.decode_attention),
+                            (extend, torch_batched.extend_attention, torch_ref.extend_attention)):
+        expected = ref(*case.args())
+        pair_pool(case)
+        assert torch_batched.kv_pair(case.k_buffer, case.v_buffer) is not None
+        torch.testing.assert_close(fast(*case.args()).float(), expected.float(), atol=TOL[dtype], rtol=TOL[dtype])
+
+
+def test_kv_pair_only_pairs_side_by_side_rows() -> None:
+    kv = torch.zeros(10, 2, 3, 4)
+    assert torch_batched.kv_pair(kv[:, 0], kv[:, 1]).data_ptr() == kv.data_ptr()
+    assert torch_batched.kv_pair(kv[:, 1], kv[:, 0]) is None                      # V before K
+    assert torch_batched.kv_pair(torch.zeros(10, 3, 4), torch.zeros(10, 3, 4)) is None    # two tensors
+    fused = torch.zeros(5, 7 * 4)                                                 # [q | k | v] of a projection
+    k, v = fused[:, 3 * 4:5 * 4].view(5, 2, 4), fused[:, 5 * 4:].view(5, 2, 4)
+    assert torch_batched.kv_pair(k, v) is not None
+    assert torch_batched.kv_pair(fused[:, :8].view(5, 2, 4), fused[:, 8:16].view(5, 2, 4)) is not None
+    assert torch_batched.kv_pair(fused[:, :8].view(5, 2, 4), fused[:, 12:20].view(5, 2, 4)) is None  # a gap
+
+
 def test_shared_prefix_is_detected_and_split_off() -> None:
     case = make_decode_case([70, 45, 90], num_heads=4, num_kv_heads=1, head_dim=8, seed=6)
     case.kv_indices = share_leading_slots(case.kv_indptr, case.kv_indices, 44)
@@ -91,8 +118,12 @@ def test_plan_is_built_once_per_forward_and_rebuilt_for_new_indices() -> None:
 
 @pytest.mark.parametrize("loc_dtype", [torch.int64, torch.int32])
 @pytest.mark.parametrize("pool_dtype", [torch.float32, torch.bfloat16], ids=["fp32-pool", "bf16-pool"])
-def test_store_writes_the_same_rows_as_the_reference(pool_dtype, loc_dtype) -> None:
+@pytest.mark.parametrize("is_paired", [False, True], ids=["two-pools", "paired-pool"])
+def test_store_writes_the_same_rows_as_the_reference(pool_dtype, loc_dtype, is_paired) -> None:
     pools = [[torch.zeros(40, 2, 16, dtype=pool_dtype) for _ in range(2)] for _ in range(2)]
+    if is_paired:
+        kv = torch.zeros(40, 2, 2, 16, dtype=pool_dtype)
+        pools[0] = [kv[:, 0], kv[:, 1]]
     fused = torch.randn(5, 2, 2, 16)                       # strided k, v views of one projection, fp32
     loc = torch.tensor([39, 1, 17, 2, 30], dtype=loc_dtype)
     torch_batched.store_kv(*pools[0], loc, fused[:, 0], fused[:, 1])

@@ -55,10 +55,14 @@ class Rotary(nn.Module):
         return self.cos[positions].unsqueeze(1).to(dtype), self.sin[positions].unsqueeze(1).to(dtype)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-    # x: [num_tokens, num_heads, head_dim], rotate-half layout: x * cos + (-x2, x1) * sin
+def apply_rotary_(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """In place (x may be a strided view): x * cos + (-x2, x1) * sin, the rotate-half layout.
+
+    x: [num_tokens, num_heads, head_dim]. Both operands are fresh tensors before the write, so
+    writing the result over x is safe.
+    """
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.addcmul(x * cos, torch.cat((x2, x1), dim=-1), signed_sin)
+    return torch.addcmul(x * cos, torch.cat((x2, x1), dim=-1), signed_sin, out=x)
 
 
 class Attention(nn.Module):
@@ -75,8 +79,9 @@ class Attention(nn.Module):
                 ctx: AttentionContext) -> torch.Tensor:
         qkv = self.qkv_proj.run(x)                             # [num_tokens, q_size + 2 * kv_size]
         qk, v = qkv.split([self.q_size + self.kv_size, self.kv_size], dim=-1)
-        # q and k heads rotate together: [num_tokens, num_heads + num_kv_heads, head_dim]
-        qk = apply_rotary(qk.view(-1, self.num_heads + self.num_kv_heads, self.head_dim), *rope)
+        # q and k heads rotate together, in place: [num_tokens, num_heads + num_kv_heads, head_dim]. New K
+        # and V thus stay side by side in each row of qkv, as the KV pool keeps them (one copy stores both)
+        qk = apply_rotary_(qk.view(-1, self.num_heads + self.num_kv_heads, self.head_dim), *rope)
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
         o = ctx.attend(self.layer_id, q, k, v)                 # [num_tokens, num_heads, head_dim]
