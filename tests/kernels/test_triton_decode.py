@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("triton", reason="triton is not installed; the Triton kernel tests need it")
 
-from paged_cases import indptr, make_decode_case  # noqa: E402
+from paged_cases import indptr, make_decode_case, pair_pool  # noqa: E402
 
 from sgnb.kernels import torch_ref  # noqa: E402
 from sgnb.kernels.triton_decode import decode_attention, default_num_kv_splits  # noqa: E402
@@ -77,3 +77,11 @@ def test_validation_names_the_problem() -> None:
         decode_attention(q, k_buffer, v_buffer, kv_indptr, torch.arange(28)[::4], sm_scale)
     with pytest.raises(ValueError, match="k_buffer must have 3 dims"):
         decode_attention(q, k_buffer.view(-1, 32), v_buffer, kv_indptr, kv_indices, sm_scale)
+
+
+def test_paired_pool_views_match_reference() -> None:
+    # KVPool's layout: K and V of a layer are strided views of one [slots, 2, heads, head_dim] tensor
+    case = make_decode_case([3, 70, 65], num_heads=4, num_kv_heads=2, head_dim=16, seed=23)
+    expected = torch_ref.decode_attention(*case.args())
+    pair_pool(case)
+    torch.testing.assert_close(decode_attention(*case.args()), expected, atol=2e-5, rtol=2e-5)

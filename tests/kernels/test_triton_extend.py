@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("triton", reason="triton is not installed; the Triton kernel tests need it")
 
-from paged_cases import make_extend_case  # noqa: E402
+from paged_cases import make_extend_case, pair_pool  # noqa: E402
 
 from sgnb.kernels import torch_ref  # noqa: E402
 from sgnb.kernels.triton_extend import extend_attention  # noqa: E402
@@ -98,3 +98,11 @@ def test_validation_names_the_problem() -> None:
     call_with(7, case.kv_indices.view(1, -1), "kv_indices must have 1 dims")
     call_with(8, -1.0, "sm_scale")
     call_with(0, torch.randn(2, 16, 4).transpose(1, 2), "contiguous in its last dim")
+
+
+def test_paired_pool_views_match_reference() -> None:
+    # KVPool's layout: K and V of a layer are strided views of one [slots, 2, heads, head_dim] tensor
+    case = make_extend_case([0, 5, 40], [9, 1, 20], num_heads=4, num_kv_heads=2, head_dim=16, seed=23)
+    expected = torch_ref.extend_attention(*case.args())
+    pair_pool(case)
+    torch.testing.assert_close(extend_attention(*case.args()), expected, atol=2e-5, rtol=2e-5)

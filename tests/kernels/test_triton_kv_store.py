@@ -75,3 +75,15 @@ def test_validation_names_the_problem() -> None:
         store_kv(k_buffer, v_buffer.half(), loc, k, v)
     with pytest.raises(ValueError, match="k has dtype"):
         store_kv(k_buffer, v_buffer, loc, k.to(torch.int32), v)
+
+
+def test_paired_pool_views_are_stored_like_two_pools() -> None:
+    # KVPool's layout: K and V of a layer are views of one [slots, 2, heads, head_dim] tensor
+    gen = torch.Generator().manual_seed(7)
+    kv = torch.randn(40, 2, 3, 16, generator=gen)
+    (k_ref, v_ref) = (kv[:, 0].clone(), kv[:, 1].clone())
+    loc = shuffled_slots(9, 40, gen)
+    k, v = torch.randn(9, 3, 16, generator=gen), torch.randn(9, 3, 16, generator=gen)
+    store_kv(kv[:, 0], kv[:, 1], loc, k, v)
+    torch_ref.store_kv(k_ref, v_ref, loc, k, v)
+    assert torch.equal(kv[:, 0], k_ref) and torch.equal(kv[:, 1], v_ref)
