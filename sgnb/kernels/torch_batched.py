@@ -253,14 +253,17 @@ def _sdpa_gqa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
 def kv_pair(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor | None:
     """One [rows, 2, heads, head_dim] view over k and v ([rows, heads, head_dim] each) when each row of v
     directly follows the same row of k in memory, as in `KVPool`'s layers; None otherwise."""
-    if k.dim() != 3 or k.shape != v.shape or k.stride() != v.stride() or k.dtype != v.dtype:
+    if k.dim() != 3 or k.shape != v.shape or k.dtype != v.dtype:
         return None
     rows, heads, head_dim = k.shape
     row_len = heads * head_dim
-    if (k.stride(1) != head_dim or k.stride(2) != 1 or k.stride(0) < 2 * row_len
+    # a single row's stride is arbitrary (views of one-token projections report their own row length)
+    row_stride = k.stride(0) if rows > 1 else 2 * row_len
+    if (k.stride()[1:] != (head_dim, 1) or v.stride()[1:] != (head_dim, 1) or row_stride < 2 * row_len
+            or (rows > 1 and v.stride(0) != row_stride)
             or v.data_ptr() - k.data_ptr() != row_len * k.element_size()):
         return None
-    return k.as_strided((rows, 2, heads, head_dim), (k.stride(0), row_len, head_dim, 1))
+    return k.as_strided((rows, 2, heads, head_dim), (row_stride, row_len, head_dim, 1))
 
 
 def _gather_kv(k_buffer: torch.Tensor, v_buffer: torch.Tensor, slots: Slots,

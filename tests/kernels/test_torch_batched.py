@@ -98,6 +98,9 @@ def test_kv_pair_only_pairs_side_by_side_rows() -> None:
     assert torch_batched.kv_pair(k, v) is not None
     assert torch_batched.kv_pair(fused[:, :8].view(5, 2, 4), fused[:, 8:16].view(5, 2, 4)) is not None
     assert torch_batched.kv_pair(fused[:, :8].view(5, 2, 4), fused[:, 12:20].view(5, 2, 4)) is None  # a gap
+    one = torch.zeros(1, 7 * 4)                                                   # one token: its views' row
+    k, v = one[:, :5 * 4].view(-1, 5, 4)[:, 3:], one[:, 5 * 4:].view(-1, 2, 4)   # strides differ, but
+    assert k.stride(0) != v.stride(0) and torch_batched.kv_pair(k, v) is not None   # the rows are side by side
 
 
 def test_shared_prefix_is_detected_and_split_off() -> None:
