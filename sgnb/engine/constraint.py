@@ -105,16 +105,18 @@ class Constraint:
         """Nothing but EOS can follow, or nothing at all: the request ends here."""
         return self.fsm.is_finished(self.state) or self.fsm.num_allowed(self.state) == 0
 
-    def advance(self, token: int, raw_logits: torch.Tensor | None) -> None:
-        """Record a sampled token (with the top alternatives the mask removed) and move the FSM."""
+    def advance(self, token: int, model_top: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """Record a sampled token and move the FSM.
+
+        model_top: the model's own favourites before the mask, (logprobs [k], token ids [k]) as
+        `sampler.top_logprobs` gives them for a whole batch at once; the trace keeps those the mask removed.
+        """
         step = {"state": self.state, "num_allowed": self.fsm.num_allowed(self.state), "token_id": token,
                 "token": self._text(token), "forced": False, "masked_top": []}
-        if raw_logits is not None:
-            logits = raw_logits.float()
-            top = logits.topk(64)            # the masked ones among the model's 64 favourites
-            logps = (top.values - torch.logsumexp(logits, dim=-1)).tolist()
-            is_allowed = self.allowed_mask()[top.indices].tolist()
-            masked = [(t, lp) for t, lp, ok in zip(top.indices.tolist(), logps, is_allowed) if not ok]
+        if model_top is not None:
+            logps, ids = model_top
+            is_allowed = self.allowed_mask()[ids].tolist()
+            masked = [(t, lp) for t, lp, ok in zip(ids.tolist(), logps.tolist(), is_allowed) if not ok]
             step["masked_top"] = [[self._text(t), lp] for t, lp in masked[:NUM_MASKED_TOP]]
         self.trace.append(step)
         if token not in self.fsm.eos_token_ids:

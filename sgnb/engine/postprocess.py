@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from sgnb.engine.engine import Engine
 
 
+# the constraint trace looks for masked tokens among the model's this many favourites
+MODEL_TOP_K = 64
+
+
 @dataclass(slots=True)
 class Counters:
     started: float = field(default_factory=time.monotonic)
@@ -77,8 +81,12 @@ def process_batch(engine: Engine, batch: ScheduleBatch, out: ForwardOutput, keep
         sampler.apply_masks(logits, reqs, engine.eos_ids)
         tokens = sampler.sample(logits, reqs)
         _record_output_logprobs(engine, reqs, raw, tokens)
+        # the constraint trace's model favourites, for every constrained row in one call
+        traced = [i for i, r in enumerate(reqs) if r.constraint is not None]
+        rows = raw if len(traced) == len(reqs) else raw[traced]
+        tops = dict(zip(traced, zip(*sampler.top_logprobs(rows, MODEL_TOP_K)))) if traced else {}
         for i, (req, token) in enumerate(zip(reqs, tokens)):
-            append_token(engine, req, token, raw_logits=raw[i] if req.constraint is not None else None)
+            append_token(engine, req, token, model_top=tops.get(i))
     if batch.mode is ForwardMode.EXTEND:
         for req in batch.reqs:
             if not req.is_finished and req.kv_len == len(req.fill_ids) - 1 and req in engine.scheduler.pending:
@@ -87,15 +95,19 @@ def process_batch(engine: Engine, batch: ScheduleBatch, out: ForwardOutput, keep
                 engine.scheduler.commit_to_tree(req)
 
 
-def append_token(engine: Engine, req: Req, token: int, raw_logits: torch.Tensor | None = None) -> None:
-    """Add one sampled token, then check every stop condition and stream or finish."""
+def append_token(engine: Engine, req: Req, token: int,
+                 model_top: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """Add one sampled token, then check every stop condition and stream or finish.
+
+    model_top: for a constrained request, the model's favourites before the mask (for its trace).
+    """
     req.output_ids.append(token)
     engine.counters.num_generated_tokens += 1
     if req.first_token_time is None:
         req.first_token_time = time.monotonic()
     p = req.params
     if req.constraint is not None:
-        req.constraint.advance(token, raw_logits)
+        req.constraint.advance(token, model_top)
     if token in p.stop_token_ids or (token in engine.eos_ids and not p.ignore_eos):
         req.detok.flush(req.output_ids)
         req.finish_reason = {"type": "stop", "matched": token}

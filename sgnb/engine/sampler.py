@@ -88,6 +88,15 @@ def _filtered_probs(logits: torch.Tensor, params: list) -> torch.Tensor:
     return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
 
 
+def top_logprobs(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's k most likely tokens: (logprobs [n, k] fp32, token ids [n, k]), best first.
+
+    One topk and one logsumexp over the batch: per row, these cost more than the row's own sampling.
+    """
+    top = logits.topk(min(k, logits.shape[-1]), dim=-1)
+    return top.values.float() - torch.logsumexp(logits.float(), dim=-1, keepdim=True), top.indices
+
+
 def token_logprobs(logits: torch.Tensor, token_ids: list[int], top_k: int) -> tuple[list[float], list[list]]:
     """Log-probabilities of `token_ids` under each row ([n, vocab]) and, if top_k, each row's top-k (logprob, id)."""
     logp = torch.log_softmax(logits.float(), dim=-1)

@@ -188,3 +188,14 @@ def test_edits_logits_is_true_whenever_penalties_or_masks_change_a_row(params, o
     sampler.apply_penalties(logits, [plain, edited])
     sampler.apply_masks(logits, [plain, edited], eos_ids=(0,))
     assert torch.equal(logits[0], before[0]) and not torch.equal(logits[1], before[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_top_logprobs_are_each_rows_best_log_softmax_entries(dtype):
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(3)).to(dtype)
+    logps, ids = sampler.top_logprobs(logits, 4)
+    expected = torch.log_softmax(logits.float(), dim=-1).topk(4, dim=-1)
+    assert logps.dtype == torch.float32 and logps.shape == ids.shape == (3, 4)
+    torch.testing.assert_close(logps, expected.values)
+    assert torch.equal(ids, expected.indices)
+    assert sampler.top_logprobs(logits, 500)[1].shape == (3, 50)        # never more than the vocabulary
