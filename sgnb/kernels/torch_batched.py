@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-
 # pool slots to read: an index tensor, or a slice for a run of consecutive slots (read as a view)
 Slots = torch.Tensor | slice
 
@@ -166,8 +165,7 @@ class _ExtendPlan:
 def _extend_plan(qo_indptr: torch.Tensor, kv_indptr: torch.Tensor, kv_indices: torch.Tensor) -> _ExtendPlan:
     qo, kvp = qo_indptr.tolist(), kv_indptr.tolist()
     spans = [(qo[i], qo[i + 1], kvp[i], kvp[i + 1]) for i in range(len(qo) - 1) if qo[i + 1] > qo[i]]
-    # even a lone short extend goes padded: its mask is built once per forward, not once per layer,
-    # and the query heads of a KV head share it without copying K/V per head
+    # short extends share one padded call; a long one (a prefill chunk) is worth its own
     short = [s for s in spans if s[1] - s[0] <= PADDED_MAX_EXTEND_LEN]
     long = [_LongExtend(q0, q1, _as_range(kv_indices[p0:p1]), p1 - p0, kv_indices.device)
             for q0, q1, p0, p1 in spans if q1 - q0 > PADDED_MAX_EXTEND_LEN]
