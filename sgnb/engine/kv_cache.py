@@ -16,7 +16,7 @@ class KVPool:
 
     A layer's K and V are two views of one [num_slots, 2, num_kv_heads, head_dim] tensor: a slot's K
     and V lie side by side, so a backend may store or gather both with one copy (the CPU backend
-    does; see `sgnb.kernels.torch_batched.kv_pair`). Kernels that take strides see two plain buffers.
+    does; see `sgnb.kernels.paged_kv`). Kernels that take strides see two plain buffers.
     """
 
     def __init__(self, cfg: ModelConfig, num_slots: int, dtype: torch.dtype, device: str):

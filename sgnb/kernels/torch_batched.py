@@ -25,8 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# pool slots to read: an index tensor, or a slice for a run of consecutive slots (read as a view)
-Slots = torch.Tensor | slice
+from sgnb.kernels.paged_kv import PoolReader, Slots, as_range, kv_pair
 
 PADDED_MAX_EXTEND_LEN = 64
 # extends this short are cheaper as decode queries, one per token, than as a padded extend (see backend.py)
@@ -38,7 +37,7 @@ MIN_SHARED_PREFIX_LEN = 32
 class _Padded:
     """Requests laid out as a padded batch of keys, after their shared prefix (if any)."""
 
-    slots: Slots                        # [batch, keys] pool slots (0 where padded); a run for one request
+    slots: Slots                        # [batch, keys] pool slots (0 where padded); one request: [keys] or a run
     mask: torch.Tensor | None           # [batch, 1, rows | 1, keys] bool; None when nothing is masked
     shared_slots: Slots | None          # [shared_len] slots every request starts with
     additive: torch.Tensor | None = None   # `mask` as 0 / -inf in the query dtype, made on first use
@@ -62,10 +61,10 @@ def store_kv(k_buffer: torch.Tensor, v_buffer: torch.Tensor, loc: torch.Tensor,
     projection), one copy stores both.
     """
     loc = loc if loc.dtype == torch.int64 else loc.long()
-    pool = kv_pair(k_buffer, v_buffer)
-    new = kv_pair(k, v) if pool is not None else None
-    if new is not None and new.dtype == pool.dtype:
-        pool.index_copy_(0, loc, new)
+    pair = kv_pair(k_buffer, v_buffer)
+    new = kv_pair(k, v) if pair is not None else None
+    if new is not None and new.dtype == pair.dtype:
+        pair.index_copy_(0, loc, new)
         return
     k_buffer.index_copy_(0, loc, k if k.dtype == k_buffer.dtype else k.to(k_buffer.dtype))
     v_buffer.index_copy_(0, loc, v if v.dtype == v_buffer.dtype else v.to(v_buffer.dtype))
@@ -82,16 +81,17 @@ def decode_attention(q: torch.Tensor, k_buffer: torch.Tensor, v_buffer: torch.Te
     plan = _cached(_decode_plan, kv_indptr, kv_indices)
     qg = q.view(batch, num_kv_heads, num_heads // num_kv_heads, head_dim)    # a KV head's query heads as rows
     # [batch, num_kv_heads, keys, head_dim]
-    k, v = _gather_kv(k_buffer, v_buffer, plan.slots, q.dtype)
+    pool = PoolReader.of(k_buffer, v_buffer)
+    k, v = pool.gather(plan.slots, q.dtype)
     k = k.view(batch, -1, num_kv_heads, head_dim).permute(0, 2, 1, 3)
     v = v.view(batch, -1, num_kv_heads, head_dim).permute(0, 2, 1, 3)
-    o = _attend(qg, k, v, plan, k_buffer, v_buffer, sm_scale)
+    o = _attend(qg, k, v, plan, pool, sm_scale)
     return o.reshape(batch, num_heads, head_dim)
 
 
 def _decode_plan(kv_indptr: torch.Tensor, kv_indices: torch.Tensor) -> _Padded:
     if kv_indptr.numel() == 2:          # one request: alone in the engine its slots are usually one run
-        return _Padded(_as_range(kv_indices[int(kv_indptr[0]):int(kv_indptr[1])]), None, None)
+        return _Padded(as_range(kv_indices[int(kv_indptr[0]):int(kv_indptr[1])]), None, None)
     starts, lens = kv_indptr[:-1], kv_indptr[1:] - kv_indptr[:-1]
     slots, valid = _padded_slots(starts, lens, kv_indices)                 # [batch, max_len]
     shared = _shared_prefix_len(slots, int(lens.min()) - 1)                 # a request's own token is never shared
@@ -109,10 +109,11 @@ def extend_attention(q: torch.Tensor, k_extend: torch.Tensor, v_extend: torch.Te
     """See `torch_ref.extend_attention`: short extends padded together, long ones one by one."""
     out = torch.empty_like(q)
     plan = _cached(_extend_plan, qo_indptr, kv_indptr, kv_indices)
+    pool = PoolReader.of(k_buffer, v_buffer)
     if plan.short is not None:
-        _extend_short(out, q, k_extend, v_extend, k_buffer, v_buffer, plan.short, sm_scale)
+        _extend_short(out, q, k_extend, v_extend, pool, plan.short, sm_scale)
     for span in plan.long:
-        _extend_long(out, q, k_extend, v_extend, k_buffer, v_buffer, span, sm_scale)
+        _extend_long(out, q, k_extend, v_extend, pool, span, sm_scale)
     return out
 
 
@@ -167,7 +168,7 @@ def _extend_plan(qo_indptr: torch.Tensor, kv_indptr: torch.Tensor, kv_indices: t
     spans = [(qo[i], qo[i + 1], kvp[i], kvp[i + 1]) for i in range(len(qo) - 1) if qo[i + 1] > qo[i]]
     # short extends share one padded call; a long one (a prefill chunk) is worth its own
     short = [s for s in spans if s[1] - s[0] <= PADDED_MAX_EXTEND_LEN]
-    long = [_LongExtend(q0, q1, _as_range(kv_indices[p0:p1]), p1 - p0, kv_indices.device)
+    long = [_LongExtend(q0, q1, as_range(kv_indices[p0:p1]), p1 - p0, kv_indices.device)
             for q0, q1, p0, p1 in spans if q1 - q0 > PADDED_MAX_EXTEND_LEN]
     return _ExtendPlan(_short_extends(short, kv_indices) if short else None, long)
 
@@ -193,9 +194,9 @@ def _short_extends(spans: list[tuple[int, int, int, int]], kv_indices: torch.Ten
     return _ShortExtends(padded, token_rows, padded_pos, len(spans), max_e)
 
 
-def _extend_short(out, q, k_extend, v_extend, k_buffer, v_buffer, g: _ShortExtends, sm_scale: float) -> None:
+def _extend_short(out, q, k_extend, v_extend, pool: PoolReader, g: _ShortExtends, sm_scale: float) -> None:
     num_heads, head_dim = q.shape[1], q.shape[2]
-    num_kv_heads = k_buffer.shape[1]
+    num_kv_heads = pool.k.shape[1]
     group = num_heads // num_kv_heads
     b, e = g.batch, g.max_extend_len
 
@@ -206,23 +207,23 @@ def _extend_short(out, q, k_extend, v_extend, k_buffer, v_buffer, g: _ShortExten
 
     slots = g.padded.slots
     # [b, kvh, keys, d]
-    k_prefix, v_prefix = _gather_kv(k_buffer, v_buffer, slots, q.dtype)
+    k_prefix, v_prefix = pool.gather(slots, q.dtype)
     k = torch.cat([k_prefix, padded(k_extend)], dim=1).permute(0, 2, 1, 3)
     v = torch.cat([v_prefix, padded(v_extend)], dim=1).permute(0, 2, 1, 3)
     # a KV head's query heads, each with its own max_e rows: [b, kvh, group * max_e, d]
     qg = padded(q).view(b, e, num_kv_heads, group, head_dim).permute(0, 2, 3, 1, 4).reshape(
         b, num_kv_heads, group * e, head_dim)
-    o = _attend(qg, k, v, g.for_group(group), k_buffer, v_buffer, sm_scale)
+    o = _attend(qg, k, v, g.for_group(group), pool, sm_scale)
     o = o.view(b, num_kv_heads, group, e, head_dim).permute(0, 3, 1, 2, 4).reshape(b * e, num_heads, head_dim)
     out[g.token_rows] = o[g.padded_pos]
 
 
-def _extend_long(out, q, k_extend, v_extend, k_buffer, v_buffer, span: _LongExtend, sm_scale: float) -> None:
+def _extend_long(out, q, k_extend, v_extend, pool: PoolReader, span: _LongExtend, sm_scale: float) -> None:
     q0, q1 = span.q0, span.q1
     k, v = k_extend[q0:q1], v_extend[q0:q1]
     has_prefix = span.prefix_len > 0
     if has_prefix:
-        k_prefix, v_prefix = _gather_kv(k_buffer, v_buffer, span.prefix, q.dtype)
+        k_prefix, v_prefix = pool.gather(span.prefix, q.dtype)
         k, v = torch.cat([k_prefix, k]), torch.cat([v_prefix, v])
     # [1, heads, tokens, head_dim]; without a prefix the causal mask is the plain (top-left) one
     o = _sdpa_gqa(q[q0:q1].transpose(0, 1).unsqueeze(0), k.transpose(0, 1).unsqueeze(0),
@@ -248,53 +249,14 @@ def _sdpa_gqa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=sm_scale)
 
 
-def kv_pair(k: torch.Tensor, v: torch.Tensor) -> torch.Tensor | None:
-    """One [rows, 2, heads, head_dim] view over k and v ([rows, heads, head_dim] each) when each row of v
-    directly follows the same row of k in memory, as in `KVPool`'s layers; None otherwise."""
-    if k.dim() != 3 or k.shape != v.shape or k.dtype != v.dtype:
-        return None
-    rows, heads, head_dim = k.shape
-    row_len = heads * head_dim
-    # a single row's stride is arbitrary (views of one-token projections report their own row length)
-    row_stride = k.stride(0) if rows > 1 else 2 * row_len
-    if (k.stride()[1:] != (head_dim, 1) or v.stride()[1:] != (head_dim, 1) or row_stride < 2 * row_len
-            or (rows > 1 and v.stride(0) != row_stride)
-            or v.data_ptr() - k.data_ptr() != row_len * k.element_size()):
-        return None
-    return k.as_strided((rows, 2, heads, head_dim), (row_stride, row_len, head_dim, 1))
-
-
-def _gather_kv(k_buffer: torch.Tensor, v_buffer: torch.Tensor, slots: Slots,
-               dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """K and V rows of `slots`: [*slots.shape, num_kv_heads, head_dim] each; one copy for a paired pool."""
-    pool = kv_pair(k_buffer, v_buffer)
-    if pool is None:
-        return _gather(k_buffer, slots, dtype), _gather(v_buffer, slots, dtype)
-    kv = _gather(pool, slots, dtype)                       # [*slots.shape, 2, num_kv_heads, head_dim]
-    return kv.select(-3, 0), kv.select(-3, 1)
-
-
-def _gather(buffer: torch.Tensor, slots: Slots, dtype: torch.dtype) -> torch.Tensor:
-    """buffer[slots] for pool rows: [*slots.shape, num_kv_heads, head_dim] in `dtype`.
-
-    A run of consecutive slots is a view, no copy. Otherwise index_select on the flattened slots:
-    several times faster on the CPU than advanced indexing (2x in fp32, 6x in bf16 for [32, 80] slots).
-    """
-    if isinstance(slots, slice):
-        rows = buffer[slots]
-    else:
-        rows = buffer.index_select(0, slots.reshape(-1)).view(*slots.shape, *buffer.shape[1:])
-    return rows if rows.dtype == dtype else rows.to(dtype)
-
-
-def _attend(qg: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Padded,
-            k_buffer: torch.Tensor, v_buffer: torch.Tensor, sm_scale: float) -> torch.Tensor:
+def _attend(qg: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: _Padded, pool: PoolReader,
+            sm_scale: float) -> torch.Tensor:
     """qg [batch, kv_heads, rows, d] over k, v [batch, kv_heads, keys, d] and the shared prefix, if any."""
     if plan.shared_slots is None:
         return F.scaled_dot_product_attention(qg, k, v, attn_mask=plan.mask, scale=sm_scale)
     b, kvh, rows, d = qg.shape
     # [1, kv_heads, shared, d]
-    shared_k, shared_v = _gather_kv(k_buffer, v_buffer, plan.shared_slots, qg.dtype)
+    shared_k, shared_v = pool.gather(plan.shared_slots, qg.dtype)
     shared_k, shared_v = shared_k.transpose(0, 1).unsqueeze(0), shared_v.transpose(0, 1).unsqueeze(0)
     # every query row of the batch against the one copy of the shared prefix: [1, kv_heads, b * rows, d]
     o1, lse1 = _attention_lse(qg.transpose(0, 1).reshape(1, kvh, b * rows, d), shared_k, shared_v, None,
@@ -348,16 +310,7 @@ def _first_run(kv_indices: torch.Tensor, starts: torch.Tensor, shared_len: int) 
     if not shared_len:
         return None
     start = int(starts[0])
-    return _as_range(kv_indices[start:start + shared_len])
-
-
-def _as_range(slots: torch.Tensor) -> Slots:
-    """`slots` as a slice when they are consecutive ascending ids (a prefill's allocation usually is):
-    every layer then reads them as a view of the pool instead of gathering a copy."""
-    n = slots.numel()
-    if n > 1 and int(slots[-1]) - int(slots[0]) == n - 1 and bool((slots[1:] - slots[:-1] == 1).all()):
-        return slice(int(slots[0]), int(slots[0]) + n)
-    return slots
+    return as_range(kv_indices[start:start + shared_len])
 
 
 _last: dict[Callable, tuple[tuple, object]] = {}

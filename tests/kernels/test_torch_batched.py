@@ -7,7 +7,7 @@ import torch
 from paged_cases import (in_allocation_order, make_decode_case, make_extend_case, pair_pool,
                          share_leading_slots)
 
-from sgnb.kernels import torch_batched, torch_ref
+from sgnb.kernels import paged_kv, torch_batched, torch_ref
 
 HEADS = [(6, 2), (4, 1), (4, 4)]      # (num_heads, num_kv_heads): GQA groups of 3 and 4, and plain MHA
 TOL = {torch.float32: 2e-5, torch.bfloat16: 2e-2}
@@ -84,23 +84,8 @@ def test_paired_pool_is_read_with_one_gather_and_gives_the_same_result(dtype) ->
                             (extend, torch_batched.extend_attention, torch_ref.extend_attention)):
         expected = ref(*case.args())
         pair_pool(case)
-        assert torch_batched.kv_pair(case.k_buffer, case.v_buffer) is not None
+        assert paged_kv.kv_pair(case.k_buffer, case.v_buffer) is not None
         torch.testing.assert_close(fast(*case.args()).float(), expected.float(), atol=TOL[dtype], rtol=TOL[dtype])
-
-
-def test_kv_pair_only_pairs_side_by_side_rows() -> None:
-    kv = torch.zeros(10, 2, 3, 4)
-    assert torch_batched.kv_pair(kv[:, 0], kv[:, 1]).data_ptr() == kv.data_ptr()
-    assert torch_batched.kv_pair(kv[:, 1], kv[:, 0]) is None                      # V before K
-    assert torch_batched.kv_pair(torch.zeros(10, 3, 4), torch.zeros(10, 3, 4)) is None    # two tensors
-    fused = torch.zeros(5, 7 * 4)                                                 # [q | k | v] of a projection
-    k, v = fused[:, 3 * 4:5 * 4].view(5, 2, 4), fused[:, 5 * 4:].view(5, 2, 4)
-    assert torch_batched.kv_pair(k, v) is not None
-    assert torch_batched.kv_pair(fused[:, :8].view(5, 2, 4), fused[:, 8:16].view(5, 2, 4)) is not None
-    assert torch_batched.kv_pair(fused[:, :8].view(5, 2, 4), fused[:, 12:20].view(5, 2, 4)) is None  # a gap
-    one = torch.zeros(1, 7 * 4)                                                   # one token: its views' row
-    k, v = one[:, :5 * 4].view(-1, 5, 4)[:, 3:], one[:, 5 * 4:].view(-1, 2, 4)   # strides differ, but
-    assert k.stride(0) != v.stride(0) and torch_batched.kv_pair(k, v) is not None   # the rows are side by side
 
 
 def test_shared_prefix_is_detected_and_split_off() -> None:
