@@ -43,6 +43,14 @@ def test_freed_slots_are_reused() -> None:
     alloc.check_integrity(used=[*b, a[2]])
 
 
+def test_a_freed_run_comes_back_in_its_order() -> None:
+    alloc = SlotAllocator(20)
+    first, run, last = alloc.alloc(2), alloc.alloc(6), alloc.alloc(3)
+    alloc.free(run)
+    assert alloc.alloc(6) == run == list(range(3, 9))      # consecutive again: attention reads it as a view
+    alloc.check_integrity(used=[*first, *run, *last])
+
+
 def test_double_free_raises() -> None:
     alloc = SlotAllocator(6)
     slots = alloc.alloc(2)
