@@ -83,8 +83,10 @@ def process_batch(engine: Engine, batch: ScheduleBatch, out: ForwardOutput, keep
         _record_output_logprobs(engine, reqs, raw, tokens)
         # the constraint trace's model favourites, for every constrained row in one call
         traced = [i for i, r in enumerate(reqs) if r.constraint is not None]
-        rows = raw if len(traced) == len(reqs) else raw[traced]
-        tops = dict(zip(traced, zip(*sampler.top_logprobs(rows, MODEL_TOP_K)))) if traced else {}
+        tops = {}
+        if traced:
+            logps, ids = sampler.top_logprobs(raw if len(traced) == len(reqs) else raw[traced], MODEL_TOP_K)
+            tops = {i: (logps[j], ids[j]) for j, i in enumerate(traced)}
         for i, (req, token) in enumerate(zip(reqs, tokens)):
             append_token(engine, req, token, model_top=tops.get(i))
     if batch.mode is ForwardMode.EXTEND:

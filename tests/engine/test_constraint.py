@@ -134,6 +134,21 @@ def test_trace_records_masked_alternatives(engine):
     assert all(t not in ("yes", "no") for t, _ in first["masked_top"])
 
 
+def test_trace_in_a_mixed_batch_is_each_requests_own(engine):
+    # unconstrained rows sit between the constrained ones: each trace must come from its own row
+    params = {"regex": "(yes|no)", "temperature": 0, "max_new_tokens": 4}
+    sky, grass = _prompt(engine, "Is the sky blue?"), _prompt(engine, "Is grass purple?")
+    alone = [engine.generate(p, params)["meta_info"]["constraint_trace"] for p in (sky, grass)]
+    free = {"temperature": 0, "max_new_tokens": 4}
+    results = engine.generate(["Hello", sky, "Count to three:", grass], [free, params, free, params])
+    for result, expected in zip((results[1], results[3]), alone):
+        trace = result["meta_info"]["constraint_trace"]
+        assert trace[0]["masked_top"][0][0] == expected[0]["masked_top"][0][0]
+        assert trace[0]["masked_top"][0][1] == pytest.approx(expected[0]["masked_top"][0][1], abs=1e-3)
+    assert alone[0][0]["masked_top"] != alone[1][0]["masked_top"]
+    engine.check_integrity()
+
+
 @pytest.mark.parametrize("params, message", [
     ({"regex": "(ab"}, "regex"),
     ({"regex": "a(?=b)"}, "lookahead"),
