@@ -16,7 +16,8 @@ bench/.venv-constrained); they are skipped, saying so, when it is missing. Their
 runs take the first --hf-subset programs (transformers `generate` is slow here); ratios are of programs/s.
 
 Reports programs/s and output tokens/s (medians over --repeats), forward passes saved, the
-forced-token share, tokens the retokenization rule held back, output validity (json.loads +
+forced-token share, tokens the retokenization rule held back (and how many of those, drafted with
+their jump, the model confirmed in the same pass), output validity (json.loads +
 jsonschema.validate), field accuracy against the passages' facts, and whether greedy outputs are
 identical with and without jump-forward (they may differ: forced text is retokenized).
 
@@ -189,6 +190,8 @@ class Run:
     num_forced_tokens: int = 0
     num_jumps: int = 0
     num_held_back: int = 0
+    num_drafted: int = 0               # held-back tokens computed with their jump as a draft
+    num_draft_accepted: int = 0        # ... that the model picked itself (each saves a forward pass)
     num_cut: int = 0                   # finished by max_new_tokens instead of by the constraint
     pass_seconds: dict[str, list[float]] | None = None   # pass kind -> seconds of each forward pass
 
@@ -240,6 +243,7 @@ def run_sgnb(engine, timer: PassTimer, workload: Workload, max_new_tokens: int, 
                engine.stats()["num_forward_passes"] - before,
                sum(s["num_forced_tokens"] for s in summaries), sum(s["num_jumps"] for s in summaries),
                sum(s["num_held_back"] for s in summaries),
+               sum(s["num_drafted"] for s in summaries), sum(s["num_draft_accepted"] for s in summaries),
                sum(r["meta_info"]["finish_reason"]["type"] == "length" for r in results), timer.take())
 
 
@@ -387,7 +391,8 @@ def print_mode(workload: Workload, mode: str, rows: dict[str, list[Run]], show_o
     print(f"  forced tokens {on.num_forced_tokens}/{on.num_output_tokens} "
           f"({on.num_forced_tokens / max(on.num_output_tokens, 1):.0%}) in {on.num_jumps} jumps "
           f"({on.num_forced_tokens / max(on.num_jumps, 1):.1f} tokens/jump); held back by the retokenization rule: "
-          f"{on.num_held_back} tokens ({on.num_held_back / max(on.num_jumps, 1):.2f} per jump)")
+          f"{on.num_held_back} tokens ({on.num_held_back / max(on.num_jumps, 1):.2f} per jump); drafted with "
+          f"their jump {on.num_drafted}, confirmed by the model's own pick {on.num_draft_accepted}")
     for name, run in (("on", on), ("off", off)):
         parts = [f"{len(t)} {kind} x {sum(t) / len(t) * 1e3:.0f} ms" for kind, t in run.pass_seconds.items() if t]
         print(f"  passes with jump-forward {name}: " + " + ".join(parts))

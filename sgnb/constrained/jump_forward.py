@@ -15,7 +15,9 @@ such corruptions). The plan here:
 3. Hold back trailing forced tokens: among the last `max_held_back` tokens, from the first
    one whose start state allows a token longer than the rest of the forced text (so a
    longer token could merge across the end boundary while still being legal), all are
-   left to normal decoding.
+   left to the model's own choice. The plan names them (`held_back_ids`): the engine may
+   compute them with the jump as a draft and keep each only where the model, sampling at
+   the row before it, picks that very token (see `sgnb.engine.postprocess`).
 4. Every appended token is checked against the FSM; the plan carries the state after them.
 """
 
@@ -34,7 +36,8 @@ class JumpPlan:
     """What to append for a jump-forward from one FSM state.
 
     token_ids: the forced tokens to append (possibly empty).
-    num_held_back: forced tokens left to normal decoding by the boundary rule.
+    num_held_back: forced tokens left to the model's choice by the boundary rule.
+    held_back_ids: those tokens (the joint tokenization's), a draft the model may confirm.
     forced_bytes: the whole singular path from the state.
     end_state: the FSM state after token_ids (the start state when nothing is appended).
     reason: why not all forced bytes are appended ("" when all are).
@@ -45,6 +48,7 @@ class JumpPlan:
     forced_bytes: bytes
     end_state: int
     reason: str = ""
+    held_back_ids: tuple[int, ...] = ()
 
     @property
     def num_tokens(self) -> int:
@@ -131,4 +135,5 @@ def plan_jump(fsm: TokenFSM, state: int, output_ids: Sequence[int], tokenizer, v
         reason = "a retokenized forced token is not allowed by the FSM"
     elif usable < len(forced):
         reason = "forced bytes end inside a UTF-8 character"
-    return JumpPlan(tuple(forced_ids[:keep]), num_forced - keep, forced, end_state, reason)
+    return JumpPlan(tuple(forced_ids[:keep]), num_forced - keep, forced, end_state, reason,
+                    tuple(forced_ids[keep:]))

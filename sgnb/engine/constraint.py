@@ -49,25 +49,29 @@ def build_constraint(params: SamplingParams, engine: Engine) -> Constraint:
         raise ValueError(f"max_new_tokens={params.max_new_tokens} is too small for this constraint: "
                          f"the shortest valid output takes {need} tokens")
     jump = engine.config.jump_forward if params.jump_forward is None else params.jump_forward
-    return Constraint(fsm, vocab, engine.tokenizer, engine.model_config.vocab_size, jump)
+    return Constraint(fsm, vocab, engine.tokenizer, engine.model_config.vocab_size, jump,
+                      engine.config.draft_held_back)
 
 
 class Constraint:
-    __slots__ = ("fsm", "vocab", "tokenizer", "model_vocab_size", "is_jump_forward", "state", "trace",
-                 "num_jumps", "num_forced_tokens", "num_held_back")
+    __slots__ = ("fsm", "vocab", "tokenizer", "model_vocab_size", "is_jump_forward", "is_drafting", "state",
+                 "trace", "num_jumps", "num_forced_tokens", "num_held_back", "num_drafted", "num_draft_accepted")
 
     def __init__(self, fsm: TokenFSM, vocab: TokenVocab, tokenizer: Any, model_vocab_size: int,
-                 is_jump_forward: bool):
+                 is_jump_forward: bool, is_drafting: bool = True):
         self.fsm = fsm
         self.vocab = vocab
         self.tokenizer = tokenizer
         self.model_vocab_size = model_vocab_size
         self.is_jump_forward = is_jump_forward
+        self.is_drafting = is_drafting  # held-back tokens go along with the jump as a draft
         self.state = fsm.initial_state
         self.trace: list[dict] = []
         self.num_jumps = 0
         self.num_forced_tokens = 0
-        self.num_held_back = 0          # forced tokens left to decoding by the retokenization rule
+        self.num_held_back = 0          # forced tokens left to the model by the retokenization rule
+        self.num_drafted = 0            # held-back tokens computed with their jump, as a draft
+        self.num_draft_accepted = 0     # drafted tokens the model picked itself (each saves a forward pass)
 
     def allowed_mask(self, num_tokens_left: int | None = None) -> torch.Tensor:
         """[model_vocab] bool: the tokens the FSM allows now (EOS only in accepting states).
@@ -125,26 +129,33 @@ class Constraint:
                 raise RuntimeError(f"token {token} is not allowed in FSM state {self.state} (mask not applied)")
             self.state = nxt
 
-    def jump_forward(self, req: Req) -> list[int]:
-        """Tokens of the forced continuation to append now (none when disabled or nothing is forced)."""
+    def jump_forward(self, req: Req) -> tuple[list[int], list[int]]:
+        """The forced continuation to append now, and the draft after it (both empty when disabled).
+
+        The draft holds the forced tokens the retokenization rule held back: the engine computes them
+        in the same extend and keeps each only if the model, sampling at the row before it, picks it
+        (`drafts.verify`). The FSM state moves over the forced tokens only.
+        """
         if not self.is_jump_forward:
-            return []
+            return [], []
         forced, _ = self.fsm.forced_bytes(self.state)
         if not forced:
-            return []
+            return [], []
         # the prompt's tail counts as context, so the very first jump is retokenized safely too
         plan = plan_jump(self.fsm, self.state, req.input_ids[-8:] + req.output_ids, self.tokenizer, self.vocab)
-        tokens = self._affordable(list(plan.token_ids), req.params.max_new_tokens - len(req.output_ids))
         self.num_held_back += plan.num_held_back
-        if not tokens:
-            return []
-        for token in tokens:
-            self.trace.append({"state": self.state, "num_allowed": 1, "token_id": token,
-                               "token": self._text(token), "forced": True, "masked_top": []})
-            self.state = self.fsm.next_state(self.state, token)
-        self.num_jumps += 1
-        self.num_forced_tokens += len(tokens)
-        return tokens
+        drafts = list(plan.held_back_ids) if self.is_drafting else []
+        kept = self._affordable(list(plan.token_ids) + drafts, req.params.max_new_tokens - len(req.output_ids))
+        tokens, drafts = kept[:plan.num_tokens], kept[plan.num_tokens:]
+        self.num_drafted += len(drafts)
+        if tokens:
+            for token in tokens:
+                self.trace.append({"state": self.state, "num_allowed": 1, "token_id": token,
+                                   "token": self._text(token), "forced": True, "masked_top": []})
+                self.state = self.fsm.next_state(self.state, token)
+            self.num_jumps += 1
+            self.num_forced_tokens += len(tokens)
+        return tokens, drafts
 
     def _affordable(self, tokens: list[int], budget: int) -> list[int]:
         """The longest prefix of `tokens` after which the output can still be completed within `budget`."""
@@ -158,7 +169,8 @@ class Constraint:
 
     def summary(self) -> dict:
         return {"pattern": self.fsm.pattern, "num_jumps": self.num_jumps, "num_forced_tokens": self.num_forced_tokens,
-                "num_held_back": self.num_held_back, "num_states": self.fsm.num_states}
+                "num_held_back": self.num_held_back, "num_drafted": self.num_drafted,
+                "num_draft_accepted": self.num_draft_accepted, "num_states": self.fsm.num_states}
 
     def _text(self, token: int) -> str:
         return self.tokenizer.decode([token])

@@ -241,7 +241,8 @@ class Engine:
         req.detok = postprocess.make_detokenizer(self.tokenizer, sp)
         if req.constraint is not None and not is_score:
             # text every output must start with goes straight into the prompt's prefill
-            req.output_ids += req.constraint.jump_forward(req)
+            forced, req.draft_ids = req.constraint.jump_forward(req)
+            req.output_ids += forced
             req.detok.update(req.output_ids)
             req.text = req.detok.text
         return req

@@ -23,6 +23,7 @@ class EngineConfig:
     max_prefill_tokens: int = 2048
     attention_backend: str = "auto"          # "torch" | "triton" | "flash" | "auto"
     jump_forward: bool = True                # constrained decoding: append forced text in one extend step
+    draft_held_back: bool = True             # ...and the forced tokens held back at its end, as a draft to verify
     cuda_graph: bool = False                 # capture the decode step in CUDA graphs (CUDA + triton backend)
     num_threads: int | None = None           # torch intra-op threads (default: torch's)
     prepack_weights: bool = True             # CPU: matmuls on oneDNN-prepacked weights where faster

@@ -15,7 +15,8 @@ from sgnb.engine.scheduler import ScheduleBatch
 class ForwardOutput:
     logits: torch.Tensor          # [num_rows, vocab] fp32
     last_row: list[int]           # per request: row of its last token's logits
-    first_row: list[int]          # per request: row of its first computed token (== last_row unless all rows kept)
+    first_row: list[int]          # per request: first row kept (its first computed token's if all rows are kept;
+                                  # the row before its draft if it has one; else == last_row)
 
 
 class ModelRunner:
@@ -78,7 +79,9 @@ class ModelRunner:
                 kv_rows.append(row[:start])
                 kv_lens.append(start)
             first_row.append(len(logit_rows))
-            logit_rows += range(base, base + n) if keep_all else [base + n - 1]
+            # the chunk that ends a draft gives the rows that verify it too (the scheduler keeps them in one chunk)
+            tail = min(req.num_tail_rows, n) if start + n == len(req.fill_ids) else 1
+            logit_rows += range(base, base + n) if keep_all else range(base + n - tail, base + n)
             last_row.append(len(logit_rows) - 1)
         dev = self.device
         qo = torch.tensor([0] + batch.extend_lens, device=dev).cumsum(0)

@@ -69,26 +69,11 @@ def process_batch(engine: Engine, batch: ScheduleBatch, out: ForwardOutput, keep
         if req.constraint is not None and _end_if_forced_out(req):   # jump-forward at admission wrote it all
             _finish_with_text(engine, req)
             continue
-        to_sample.append((req, out.last_row[i]))
-    if to_sample:
-        reqs = [r for r, _ in to_sample]
-        rows = [row for _, row in to_sample]
-        # [num_sampled, vocab]; a plain decode step samples every row in order: no gather, and no copy
-        # unless penalties or masks edit them (`raw` must stay the model's own logits for logprobs)
-        raw = out.logits if rows == list(range(len(out.logits))) else out.logits[rows]
-        logits = raw.clone() if sampler.edits_logits(reqs) else raw
-        sampler.apply_penalties(logits, reqs)
-        sampler.apply_masks(logits, reqs, engine.eos_ids)
-        tokens = sampler.sample(logits, reqs)
-        _record_output_logprobs(engine, reqs, raw, tokens)
-        # the constraint trace's model favourites, for every constrained row in one call
-        traced = [i for i, r in enumerate(reqs) if r.constraint is not None]
-        tops = {}
-        if traced:
-            logps, ids = sampler.top_logprobs(raw if len(traced) == len(reqs) else raw[traced], MODEL_TOP_K)
-            tops = {i: (logps[j], ids[j]) for j, i in enumerate(traced)}
-        for i, (req, token) in enumerate(zip(reqs, tokens)):
-            append_token(engine, req, token, model_top=tops.get(i))
+        to_sample.append((req, out.last_row[i] - len(req.draft_ids)))   # a draft: from the row before it
+    # each round samples one token per request; a request whose token confirms its draft's next token
+    # samples again in the next round, from the row after it (already computed in this pass)
+    while to_sample:
+        to_sample = _sample_round(engine, to_sample, out.logits)
     if batch.mode is ForwardMode.EXTEND:
         for req in batch.reqs:
             if not req.is_finished and req.kv_len == len(req.fill_ids) - 1 and req in engine.scheduler.pending:
@@ -97,11 +82,53 @@ def process_batch(engine: Engine, batch: ScheduleBatch, out: ForwardOutput, keep
                 engine.scheduler.commit_to_tree(req)
 
 
+def _sample_round(engine: Engine, to_sample: list[tuple[Req, int]], logits: torch.Tensor) -> list[tuple[Req, int]]:
+    """Sample one token for each (request, logits row); returns the requests to sample again (draft confirmed)."""
+    reqs = [r for r, _ in to_sample]
+    rows = [row for _, row in to_sample]
+    # [num_sampled, vocab]; a plain decode step samples every row in order: no gather, and no copy
+    # unless penalties or masks edit them (`raw` must stay the model's own logits for logprobs)
+    raw = logits if rows == list(range(len(logits))) else logits[rows]
+    edited = raw.clone() if sampler.edits_logits(reqs) else raw
+    sampler.apply_penalties(edited, reqs)
+    sampler.apply_masks(edited, reqs, engine.eos_ids)
+    tokens = sampler.sample(edited, reqs)
+    _record_output_logprobs(engine, reqs, raw, tokens)
+    # the constraint trace's model favourites, for every constrained row in one call
+    traced = [i for i, r in enumerate(reqs) if r.constraint is not None]
+    tops = {}
+    if traced:
+        logps, ids = sampler.top_logprobs(raw if len(traced) == len(reqs) else raw[traced], MODEL_TOP_K)
+        tops = {i: (logps[j], ids[j]) for j, i in enumerate(traced)}
+    again = []
+    for i, (req, token) in enumerate(zip(reqs, tokens)):
+        if req.draft_ids and _confirms_draft(engine, req, token):
+            append_token(engine, req, token, model_top=tops.get(i), can_jump=False)
+            if not req.is_finished:
+                again.append((req, rows[i] + 1))
+            continue
+        append_token(engine, req, token, model_top=tops.get(i))
+    return again
+
+
+def _confirms_draft(engine: Engine, req: Req, token: int) -> bool:
+    """Whether the sampled token is the draft's next one: it leaves the draft (whose K/V it already has)
+    for the output. Otherwise the rest of the draft and its K/V are dropped."""
+    if token == req.draft_ids[0]:
+        req.draft_ids.pop(0)
+        req.constraint.num_draft_accepted += 1
+        return True
+    engine.scheduler.truncate_kv(req, req.kv_len - len(req.draft_ids))
+    req.draft_ids = []
+    return False
+
+
 def append_token(engine: Engine, req: Req, token: int,
-                 model_top: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+                 model_top: tuple[torch.Tensor, torch.Tensor] | None = None, can_jump: bool = True) -> None:
     """Add one sampled token, then check every stop condition and stream or finish.
 
     model_top: for a constrained request, the model's favourites before the mask (for its trace).
+    can_jump: False while the token confirms a draft: the draft's rest is the forced text that follows.
     """
     req.output_ids.append(token)
     engine.counters.num_generated_tokens += 1
@@ -131,7 +158,7 @@ def append_token(engine: Engine, req: Req, token: int,
         finish(engine, req)
         return
     req.text = req.detok.text
-    if req.constraint is not None and _jump_forward(engine, req):
+    if can_jump and req.constraint is not None and _jump_forward(engine, req):
         return
     if req.stream:
         _push_delta(req, finished=False)
@@ -142,8 +169,8 @@ def _jump_forward(engine: Engine, req: Req) -> bool:
 
     Returns True when they complete the output (budget spent or nothing can follow): it finishes now.
     """
-    forced = req.constraint.jump_forward(req)
-    if not forced:
+    forced, req.draft_ids = req.constraint.jump_forward(req)
+    if not forced and not req.draft_ids:
         return False
     req.output_ids += forced
     engine.counters.num_forced_tokens += len(forced)

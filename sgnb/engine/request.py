@@ -65,6 +65,9 @@ class Req:
     constraint: Any = None             # sgnb.engine.constraint.Constraint for regex / JSON requests
 
     output_ids: list[int] = field(default_factory=list)
+    # forced tokens the retokenization rule held back, computed with their jump: the model's samples at the
+    # rows before them confirm them one by one (into output_ids) or drop the rest (and their K/V)
+    draft_ids: list[int] = field(default_factory=list)
     kv_len: int = 0                    # leading tokens of fill_ids whose K/V are in the pool
     tree_len: int = 0                  # leading tokens whose slots belong to the radix tree (locked via last_node)
     last_node: Any = None
@@ -90,8 +93,13 @@ class Req:
 
     @property
     def fill_ids(self) -> list[int]:
-        """Every token whose K/V the request needs: prompt and output so far."""
-        return self.input_ids + self.output_ids
+        """Every token whose K/V the request needs: prompt, output so far and the draft to verify."""
+        return self.input_ids + self.output_ids + self.draft_ids if self.draft_ids else self.input_ids + self.output_ids
+
+    @property
+    def num_tail_rows(self) -> int:
+        """Trailing fill tokens whose logits the last extend must give: the last, and one before each draft token."""
+        return 1 + len(self.draft_ids)
 
     @property
     def is_finished(self) -> bool:

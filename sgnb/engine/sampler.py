@@ -34,7 +34,7 @@ def apply_penalties(logits: torch.Tensor, reqs: list[Req]) -> None:
             counts = torch.bincount(torch.tensor(req.output_ids), minlength=vocab).to(row.dtype)
             row -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(row.dtype)
         if p.repetition_penalty != 1:
-            seen = torch.tensor(sorted(set(req.fill_ids)))
+            seen = torch.tensor(sorted(set(req.input_ids + req.output_ids)))   # not a draft still to verify
             vals = row[seen]
             row[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
 

@@ -112,8 +112,8 @@ class Scheduler:
         for req in list(self.pending):
             if budget <= 0:
                 break
-            n = min(len(req.fill_ids) - req.kv_len, budget)
-            if not self._grow(req, n):
+            n = _chunk_len(req, req.kv_len, budget)
+            if n <= 0 or not self._grow(req, n):
                 break
             reqs.append(req)
             lens.append(n)
@@ -146,10 +146,10 @@ class Scheduler:
             if self._duplicates_batch_prefix(req, match.prefix_len, reqs):
                 continue
             extend_len = len(req.fill_ids) - match.prefix_len
-            n = min(extend_len, budget)
+            n = _chunk_len(req, match.prefix_len, budget)
             if n < extend_len and reqs and n < self.cfg.in_batch_prefix_threshold:
                 break                                   # too little budget left to start a chunk
-            if not self._admit(req, match, n):
+            if n <= 0 or not self._admit(req, match, n):
                 break
             self.waiting.remove(req)
             self.pending.append(req)
@@ -175,7 +175,8 @@ class Scheduler:
         return queue
 
     def _match(self, req: Req):
-        max_len = len(req.fill_ids) - 1                 # the last token is always computed: it gives the logits
+        # the last token is always computed: it gives the logits (and so is a draft with the token before it)
+        max_len = len(req.fill_ids) - req.num_tail_rows
         if req.wants_input_logprobs:
             max_len = min(max_len, max(req.logprob_start_len - 1, 0))
         return self.tree.match_prefix(req.fill_ids, max_len=max_len, record_hit=False)
@@ -268,6 +269,14 @@ class Scheduler:
         self.tree.dec_lock_ref(req.last_node)
         req.last_node, req.tree_len = match.last_node, req.kv_len
 
+    def truncate_kv(self, req: Req, kv_len: int) -> None:
+        """Drop req's own K/V after its first `kv_len` tokens (a draft the model did not confirm)."""
+        if not req.tree_len <= kv_len <= req.kv_len:
+            raise ValueError(f"cannot truncate request {req.rid} to {kv_len} tokens: it holds {req.kv_len}, "
+                             f"{req.tree_len} of them in the tree")
+        self.allocator.free(self.req_pool.read(req.row, kv_len, req.kv_len))
+        req.kv_len = kv_len
+
     def finish(self, req: Req) -> None:
         """A finished request: its KV stays in the tree for later requests (or is freed without a cache)."""
         for queue in (self.pending, self.running):
@@ -314,6 +323,13 @@ class Scheduler:
         if self.allocator.num_free < n:
             self.tree.evict(n - self.allocator.num_free)
         return self.allocator.alloc(n)
+
+
+def _chunk_len(req: Req, start: int, budget: int) -> int:
+    """Tokens of req to extend from `start` within `budget`; a chunk that stops short of the end leaves the
+    last one all the rows it must give (`Req.num_tail_rows`). May be <= 0: nothing fits now."""
+    remaining = len(req.fill_ids) - start
+    return remaining if remaining <= budget else min(budget, remaining - req.num_tail_rows)
 
 
 def _dfs_weight_order(reqs: list[Req], last_nodes: dict[int, TreeNode], root: TreeNode) -> list[Req]:

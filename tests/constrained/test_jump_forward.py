@@ -60,6 +60,8 @@ def test_forced_json_keys_are_appended_as_the_tokenizer_splits_them(vocab, token
         assert plan.token_ids == tuple(expected[:-1]) and plan.num_held_back == 1
     else:
         assert plan.token_ids == tuple(expected) and plan.num_held_back == 0
+    # what is held back is the rest of the joint tokenization: the draft the engine may verify
+    assert plan.token_ids + plan.held_back_ids == tuple(expected)
     _check_plan(fsm, vocab, fsm.initial_state, plan)
 
 
@@ -69,6 +71,7 @@ def test_tokens_a_longer_legal_token_could_merge_into_are_held_back(vocab, token
     assert plan.forced_bytes == b"hel"
     assert _longer_legal_token(fsm, vocab, fsm.initial_state, b"hel")  # "hello" / "help" are tokens
     assert plan.token_ids == () and plan.num_held_back == 1
+    assert plan.held_back_ids == tuple(tokenizer.encode("hel", add_special_tokens=False))
     assert plan.end_state == fsm.initial_state and "held back" in plan.reason
 
 

@@ -107,6 +107,54 @@ def test_pretty_json_is_indented_and_jump_forward_writes_its_layout(engine):
     engine.check_integrity()
 
 
+def _generate_counting_passes(engine, prompt: str, params: dict, draft: bool) -> tuple[dict, int]:
+    engine.config.draft_held_back = draft          # read when a request is submitted
+    try:
+        before = engine.stats()["num_forward_passes"]
+        result = engine.generate(prompt, params)
+        return result, engine.stats()["num_forward_passes"] - before
+    finally:
+        engine.config.draft_held_back = True
+
+
+def test_held_back_tokens_the_model_confirms_save_their_forward_pass(engine):
+    # pretty JSON: each forced run ends in ' "' or ': ', held back (a longer token could merge), drafted
+    schema = SCHEMAS["city"]
+    prompt = _prompt(engine, "Describe Paris as JSON.")
+    params = {"json_schema": schema, "json_whitespace": "pretty", "temperature": 0, "max_new_tokens": 120}
+    drafted, passes_drafted = _generate_counting_passes(engine, prompt, params, draft=True)
+    held, passes_held = _generate_counting_passes(engine, prompt, params, draft=False)
+    jsonschema.validate(json.loads(drafted["text"]), schema)
+    assert drafted["text"] == held["text"] and drafted["output_ids"] == held["output_ids"]
+    summary, summary_held = drafted["meta_info"]["constraint"], held["meta_info"]["constraint"]
+    assert summary["num_held_back"] == summary_held["num_held_back"] > 0
+    assert summary["num_drafted"] == summary["num_held_back"] and summary_held["num_drafted"] == 0
+    accepted = summary["num_draft_accepted"]
+    assert accepted > 0
+    # held back, a token costs a pass of its own; drafted and confirmed, it rides in its jump's pass
+    assert passes_held - passes_drafted == accepted
+    # a confirmed draft token was the model's pick: it is traced as sampled, not forced
+    assert sum(not s["forced"] for s in drafted["meta_info"]["constraint_trace"]) == \
+        sum(not s["forced"] for s in held["meta_info"]["constraint_trace"])
+    engine.check_integrity()
+
+
+def test_a_draft_the_model_declines_is_dropped_with_its_kv(engine):
+    # "Answer: " ends in a space that " Paris" would absorb: the space is drafted, the model picks " Paris"
+    pattern = "Answer: [A-Za-z ]+"
+    prompt = _prompt(engine, "What is the capital of France? Reply with one word.")
+    params = {"regex": pattern, "temperature": 0, "max_new_tokens": 12}
+    free_before = engine.stats()["num_free_slots"] + engine.stats()["tree_tokens"]
+    drafted, passes_drafted = _generate_counting_passes(engine, prompt, params, draft=True)
+    held, passes_held = _generate_counting_passes(engine, prompt, params, draft=False)
+    summary = drafted["meta_info"]["constraint"]
+    assert summary["num_drafted"] == 1 and summary["num_draft_accepted"] == 0
+    assert drafted["output_ids"] == held["output_ids"] and passes_drafted == passes_held
+    assert re.fullmatch(pattern, drafted["text"]) and not drafted["text"].startswith("Answer:  ")
+    engine.check_integrity()   # the declined draft's slot went back to the pool
+    assert engine.stats()["num_free_slots"] + engine.stats()["tree_tokens"] == free_before
+
+
 def test_forced_tokens_that_spend_the_budget_end_the_request(engine):
     # after every sampled "a" the "0" is forced; the 24th token is a forced one and must be the last
     prompt = _prompt(engine, "Write something.")

@@ -246,6 +246,56 @@ def test_long_prompt_is_prefilled_in_chunks_of_max_prefill_tokens():
     assert sim.tree.match_prefix(req.input_ids, record_hit=False).prefix_len == 50
 
 
+def test_a_draft_is_extended_in_one_chunk_with_the_row_before_it():
+    # the row before a draft's first token verifies it: a chunk never ends among (or right before) the draft
+    sim = Sim(max_prefill_tokens=16)
+    req = sim.add("draft", span(100, 30), max_new_tokens=8)
+    req.draft_ids = [7, 8, 9]
+    lens = [sim.sched.schedule().extend_lens[0]]
+    req.kv_len += lens[-1]
+    sim.sched.commit_to_tree(req)
+    while req.kv_len < len(req.fill_ids):
+        batch = sim.sched.schedule()
+        lens += batch.extend_lens
+        req.kv_len += batch.extend_lens[0]
+        if req.kv_len < len(req.fill_ids):
+            sim.sched.commit_to_tree(req)
+    assert lens == [16, 13, 4]              # not [16, 16, 1]: the last chunk holds 29..32
+    # the model declines the draft's first token: its three slots go back, the sampled token follows
+    free = sim.allocator.num_free
+    sim.sched.truncate_kv(req, req.kv_len - len(req.draft_ids))
+    req.draft_ids = []
+    req.output_ids.append(next_token(req))
+    assert sim.allocator.num_free == free + 3 and req.kv_len == len(req.fill_ids) - 1
+    sim.sched.pending.remove(req)
+    sim.sched.running.append(req)
+    sim.sched.commit_to_tree(req)
+    sim.check()
+    sim.run_to_end()
+    assert len(req.output_ids) == 8
+
+
+def test_truncating_below_the_tree_is_refused():
+    sim = Sim()
+    req = sim.add("r", span(100, 10))
+    sim.step()
+    with pytest.raises(ValueError, match="cannot truncate"):
+        sim.sched.truncate_kv(req, req.tree_len - 1)
+    sim.run_to_end()
+
+
+def test_a_cached_draft_is_computed_again_with_the_row_before_it():
+    sim = Sim()
+    sim.cache(span(100, 30) + [7, 8, 9, 10])
+    req = sim.add("draft", span(100, 30), max_new_tokens=4)
+    req.draft_ids = [7, 8, 9]
+    batch = sim.sched.schedule()
+    assert batch.extend_lens == [4] and req.kv_len == 29      # prompt's last token + the draft, not cached
+    sim.allocator.free(sim.sched.pending_slots(batch))     # the batch does not run: its slots go back
+    sim.sched.remove(req)
+    sim.check()
+
+
 def test_chunked_prefill_shares_the_budget_with_other_requests():
     sim = Sim(max_prefill_tokens=16)
     sim.add("long", span(100, 40))
