@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sgnb.engine.model_config import ModelConfig
-from sgnb.engine.models.llama import RMSNorm, Rotary, apply_rotary_
+from sgnb.engine.models.llama import RMS_NORM_MIN_ROWS, RMSNorm, Rotary, apply_rotary_
 
 
 def _config() -> ModelConfig:
@@ -17,12 +17,13 @@ def _config() -> ModelConfig:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_rms_norm_is_x_times_rsqrt_mean_square_times_weight(dtype) -> None:
+@pytest.mark.parametrize("num_rows", [7, RMS_NORM_MIN_ROWS])     # both kernels (fp32 switches by row count)
+def test_rms_norm_is_x_times_rsqrt_mean_square_times_weight(dtype, num_rows) -> None:
     norm = RMSNorm(96, eps=1e-5)
     with torch.no_grad():
         norm.weight.copy_(torch.randn(96))
     norm.bind()
-    x = (torch.randn(7, 96) * 3).to(dtype)
+    x = (torch.randn(num_rows, 96) * 3).to(dtype)
     xf = x.float()
     expected = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.weight
     tol = 1e-5 if dtype == torch.float32 else 2e-2
