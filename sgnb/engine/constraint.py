@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sgnb.engine.request import Req
 
 NUM_MASKED_TOP = 5
+MAX_HELD_BACK = 4       # trailing forced tokens the retokenization rule may hold back (and so draft) per jump
 # per FSM: state -> bool mask [model_vocab]; dropped with the FSM
 _MASKS: weakref.WeakKeyDictionary[TokenFSM, dict[int, torch.Tensor]] = weakref.WeakKeyDictionary()
 # per FSM: state -> the largest token distance to acceptance among the states its tokens lead to
@@ -49,8 +50,9 @@ def build_constraint(params: SamplingParams, engine: Engine) -> Constraint:
         raise ValueError(f"max_new_tokens={params.max_new_tokens} is too small for this constraint: "
                          f"the shortest valid output takes {need} tokens")
     jump = engine.config.jump_forward if params.jump_forward is None else params.jump_forward
-    return Constraint(fsm, vocab, engine.tokenizer, engine.model_config.vocab_size, jump,
-                      engine.config.draft_held_back)
+    # a draft and the row before it are extended in one chunk, so they must fit one step's budget
+    drafting = engine.config.draft_held_back and engine.config.max_prefill_tokens > MAX_HELD_BACK
+    return Constraint(fsm, vocab, engine.tokenizer, engine.model_config.vocab_size, jump, drafting)
 
 
 class Constraint:
@@ -142,7 +144,8 @@ class Constraint:
         if not forced:
             return [], []
         # the prompt's tail counts as context, so the very first jump is retokenized safely too
-        plan = plan_jump(self.fsm, self.state, req.input_ids[-8:] + req.output_ids, self.tokenizer, self.vocab)
+        plan = plan_jump(self.fsm, self.state, req.input_ids[-8:] + req.output_ids, self.tokenizer, self.vocab,
+                         max_held_back=MAX_HELD_BACK)
         self.num_held_back += plan.num_held_back
         drafts = list(plan.held_back_ids) if self.is_drafting else []
         kept = self._affordable(list(plan.token_ids) + drafts, req.params.max_new_tokens - len(req.output_ids))

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.constrained.json_schemas import SCHEMAS
+from tests.engine.test_engine import extra_engine
 from tests.constrained.regex_strategies import regexes
 
 pytestmark = pytest.mark.slow
@@ -153,6 +154,24 @@ def test_a_draft_the_model_declines_is_dropped_with_its_kv(engine):
     assert re.fullmatch(pattern, drafted["text"]) and not drafted["text"].startswith("Answer:  ")
     engine.check_integrity()   # the declined draft's slot went back to the pool
     assert engine.stats()["num_free_slots"] + engine.stats()["tree_tokens"] == free_before
+
+
+@pytest.mark.parametrize("max_prefill_tokens", [6, 4], ids=["drafts-chunked", "too-small-to-draft"])
+def test_chunked_extends_keep_each_draft_whole(engine, smollm2_path, max_prefill_tokens):
+    # with 6 tokens a step, prompts and jumps are split into chunks, never inside a draft (or right before
+    # it); with 4, a draft and the row before it might not fit one step, so nothing is drafted
+    schema = SCHEMAS["city"]
+    prompt = _prompt(engine, "Describe Paris as JSON.")
+    params = {"json_schema": schema, "json_whitespace": "pretty", "temperature": 0, "max_new_tokens": 120}
+    reference = engine.generate(prompt, params)
+    with extra_engine(smollm2_path, max_prefill_tokens=max_prefill_tokens) as chunked:
+        out = chunked.generate(prompt, params)
+        chunked.check_integrity()
+    assert out["output_ids"] == reference["output_ids"]
+    summary = out["meta_info"]["constraint"]
+    assert summary["num_held_back"] > 0
+    assert (summary["num_drafted"] > 0) == (max_prefill_tokens > 4)
+    engine.check_integrity()
 
 
 def test_forced_tokens_that_spend_the_budget_end_the_request(engine):
