@@ -174,6 +174,24 @@ def test_chunked_extends_keep_each_draft_whole(engine, smollm2_path, max_prefill
     engine.check_integrity()
 
 
+def test_drafted_json_in_a_tight_pool_stays_valid_and_leaks_nothing(engine, smollm2_path):
+    # sampled pretty JSON from four programs whose KV cannot all stay cached: evictions interleave with
+    # jumps and drafts
+    schema = SCHEMAS["city"]
+    prompts = [_prompt(engine, f"Describe {city} as JSON.") for city in ("Paris", "Tokyo", "Lima", "Oslo")]
+    params = [{"json_schema": schema, "json_whitespace": "pretty", "temperature": 0.9, "sampling_seed": seed,
+               "max_new_tokens": 90} for seed in range(4)]
+    with extra_engine(smollm2_path, max_total_tokens=260) as tight:
+        out = tight.generate(prompts, params)
+        stats = tight.stats()
+        tight.check_integrity()
+    for result in out:
+        jsonschema.validate(json.loads(result["text"]), schema)
+    assert stats["num_evicted_tokens"] > 0
+    assert sum(r["meta_info"]["constraint"]["num_drafted"] for r in out) > 0
+    engine.check_integrity()
+
+
 def test_forced_tokens_that_spend_the_budget_end_the_request(engine):
     # after every sampled "a" the "0" is forced; the 24th token is a forced one and must be the last
     prompt = _prompt(engine, "Write something.")
