@@ -136,7 +136,7 @@ class Constraint:
 
         The draft holds the forced tokens the retokenization rule held back: the engine computes them
         in the same extend and keeps each only if the model, sampling at the row before it, picks it
-        (`drafts.verify`). The FSM state moves over the forced tokens only.
+        (`postprocess._sample_round`). The FSM state moves over the forced tokens only.
         """
         if not self.is_jump_forward:
             return [], []

@@ -94,7 +94,8 @@ class Req:
     @property
     def fill_ids(self) -> list[int]:
         """Every token whose K/V the request needs: prompt, output so far and the draft to verify."""
-        return self.input_ids + self.output_ids + self.draft_ids if self.draft_ids else self.input_ids + self.output_ids
+        ids = self.input_ids + self.output_ids
+        return ids + self.draft_ids if self.draft_ids else ids
 
     @property
     def num_tail_rows(self) -> int:
