@@ -118,8 +118,7 @@ def _confirms_draft(engine: Engine, req: Req, token: int) -> bool:
         req.draft_ids.pop(0)
         req.constraint.num_draft_accepted += 1
         return True
-    engine.scheduler.truncate_kv(req, req.kv_len - len(req.draft_ids))
-    req.draft_ids = []
+    engine.scheduler.drop_draft(req)
     return False
 
 

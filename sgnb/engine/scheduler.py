@@ -269,8 +269,16 @@ class Scheduler:
         self.tree.dec_lock_ref(req.last_node)
         req.last_node, req.tree_len = match.last_node, req.kv_len
 
+    def drop_draft(self, req: Req) -> None:
+        """Forget req's draft (the model declined it, or req ends before confirming all of it); whatever K/V
+        was computed for it goes back to the pool, never into the tree."""
+        keep = len(req.fill_ids) - len(req.draft_ids)
+        req.draft_ids = []
+        if req.kv_len > keep:
+            self.truncate_kv(req, keep)
+
     def truncate_kv(self, req: Req, kv_len: int) -> None:
-        """Drop req's own K/V after its first `kv_len` tokens (a draft the model did not confirm)."""
+        """Drop req's own K/V after its first `kv_len` tokens."""
         if not req.tree_len <= kv_len <= req.kv_len:
             raise ValueError(f"cannot truncate request {req.rid} to {kv_len} tokens: it holds {req.kv_len}, "
                              f"{req.tree_len} of them in the tree")
@@ -285,6 +293,7 @@ class Scheduler:
         self._release(req, keep_in_tree=True)
 
     def _release(self, req: Req, keep_in_tree: bool) -> None:
+        self.drop_draft(req)
         if keep_in_tree:
             self.commit_to_tree(req)
         own = self.req_pool.read(req.row, req.tree_len, req.kv_len)

@@ -275,6 +275,20 @@ def test_a_draft_is_extended_in_one_chunk_with_the_row_before_it():
     assert len(req.output_ids) == 8
 
 
+def test_finishing_mid_draft_keeps_the_unconfirmed_rest_out_of_the_tree():
+    sim = Sim()
+    req = sim.add("r", span(100, 10), max_new_tokens=8)
+    req.draft_ids = [7, 8]
+    batch = sim.sched.schedule()
+    req.kv_len += batch.extend_lens[0]                   # prompt and draft computed: 12 tokens
+    req.output_ids.append(req.draft_ids.pop(0))          # the model confirms 7, then a stop condition hits
+    free = sim.allocator.num_free
+    sim.sched.finish(req)
+    assert sim.tree.match_prefix(span(100, 10) + [7, 8], record_hit=False).prefix_len == 11
+    assert sim.allocator.num_free == free + 1 and not req.draft_ids
+    sim.check()
+
+
 def test_truncating_below_the_tree_is_refused():
     sim = Sim()
     req = sim.add("r", span(100, 10))
