@@ -68,7 +68,8 @@ class ModelRunner:
             start = req.kv_len
             row = table[req.row]
             base = len(ids)
-            ids += req.fill_ids[start:start + n]
+            fill = req.fill_ids
+            ids += fill[start:start + n]
             positions += range(start, start + n)
             locs.append(row[start:start + n])
             if as_decode:
@@ -80,7 +81,7 @@ class ModelRunner:
                 kv_lens.append(start)
             first_row.append(len(logit_rows))
             # the chunk that ends a draft gives the rows that verify it too (the scheduler keeps them in one chunk)
-            tail = min(req.num_tail_rows, n) if start + n == len(req.fill_ids) else 1
+            tail = min(req.num_tail_rows, n) if start + n == len(fill) else 1
             logit_rows += range(base, base + n) if keep_all else range(base + n - tail, base + n)
             last_row.append(len(logit_rows) - 1)
         dev = self.device
