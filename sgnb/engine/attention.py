@@ -2,16 +2,19 @@
 
 The model calls `ctx.attend(layer_id, q, k, v)`; the context stores the new K/V into
 the pool and runs the extend or decode kernel chosen once at engine start
-(`sgnb.kernels.torch_ref` on the CPU, Triton on a GPU).
+(`sgnb.kernels.get_attention_ops`: `torch_batched` on the CPU, Triton on a GPU).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from sgnb.kernels.backend import AttentionOps
 
 
 class ForwardMode(Enum):
@@ -24,7 +27,7 @@ class AttentionContext:
     """Per-forward attention metadata, built once per step and shared by all layers."""
 
     mode: ForwardMode
-    ops: Any                     # AttentionOps: store_kv, extend_attention, decode_attention
+    ops: AttentionOps            # store_kv, extend_attention, decode_attention
     k_buffers: list[torch.Tensor]  # per layer [num_slots, num_kv_heads, head_dim]
     v_buffers: list[torch.Tensor]
     out_cache_loc: torch.Tensor  # [num_tokens] slots the new tokens' K/V go to

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
     import torch
+    from gguf import GGUFReader, ReaderTensor
 
 
 class ModelLoadError(ValueError):
@@ -73,7 +74,7 @@ class GGUFModel:
     path: Path
     architecture: str  # GGUF `general.architecture`, e.g. "llama"
     config: dict[str, Any]  # HF config.json contents
-    _reader: Any = field(repr=False)
+    _reader: GGUFReader = field(repr=False)
     _hf_names: dict[str, str] = field(repr=False)  # gguf tensor name -> HF name
 
     @property
@@ -177,7 +178,7 @@ def convert_gguf_to_hf(gguf_path: str | Path, out_dir: str | Path) -> Path:
 class _Metadata:
     """Typed access to a GGUFReader's key/value fields."""
 
-    def __init__(self, path: Path, reader: Any) -> None:
+    def __init__(self, path: Path, reader: GGUFReader) -> None:
         self._path = path
         self._fields = reader.fields
 
@@ -272,7 +273,7 @@ def _map_tensor_names(path: Path, names: set[str], num_layers: int) -> dict[str,
     return hf_names
 
 
-def _dequantize(path: Path, t: Any) -> np.ndarray:
+def _dequantize(path: Path, t: ReaderTensor) -> np.ndarray:
     """Dequantize one reader tensor to fp32 in HF's row-major [out_features, in_features] shape."""
     from gguf import dequantize
 

@@ -8,7 +8,9 @@ import torch
 
 from sgnb.engine.attention import AttentionContext, ForwardMode
 from sgnb.engine.kv_cache import KVPool, ReqToTokenPool
+from sgnb.engine.models.base import CausalLM
 from sgnb.engine.scheduler import ScheduleBatch
+from sgnb.kernels.backend import AttentionOps
 
 
 @dataclass(slots=True)
@@ -20,7 +22,7 @@ class ForwardOutput:
 
 
 class ModelRunner:
-    def __init__(self, model: torch.nn.Module, kv_pool: KVPool, req_pool: ReqToTokenPool, ops, device: str,
+    def __init__(self, model: CausalLM, kv_pool: KVPool, req_pool: ReqToTokenPool, ops: AttentionOps, device: str,
                  cuda_graph_batch_sizes: list[int] | None = None):
         self.model = model
         self.kv_pool = kv_pool

@@ -9,7 +9,7 @@ import torch
 
 from sgnb.engine.model_config import ModelConfig
 from sgnb.engine.models import model_class
-from sgnb.engine.models.llama import Rotary
+from sgnb.engine.models.base import CausalLM
 
 
 def iter_safetensors(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
@@ -28,9 +28,10 @@ def iter_safetensors(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def load_model(source: str | Path, dtype: torch.dtype, device: str,
-               prepack: bool = True) -> tuple[torch.nn.Module, ModelConfig]:
+               prepack: bool = True) -> tuple[CausalLM, ModelConfig]:
     """Instantiate the registered class for the source's architecture and fill its weights.
 
+    Talks to the model only through `CausalLM` (see `sgnb.engine.models.base` for the sequence).
     prepack: run the CPU matmuls on prepacked weights where faster (`sgnb.kernels.linear`).
     """
     source = Path(source)
@@ -43,27 +44,29 @@ def load_model(source: str | Path, dtype: torch.dtype, device: str,
     else:
         cfg = ModelConfig.from_folder(source)
         tensors = iter_safetensors(source)
+    family: type[CausalLM] = model_class(cfg.architecture)
+    if family.config_type is not ModelConfig:
+        cfg = family.config_type.from_dict(cfg.raw)
     with torch.device("meta"):
-        model = model_class(cfg.architecture)(cfg)
+        model = family(cfg)
     model = model.to_empty(device=device)
     _fill(model, tensors, dtype, source)
-    model.rotary = Rotary(cfg).to(device)      # its tables were left empty on the meta device
+    model.build_buffers(device)                # to_empty left the meta-built tables without values
     model.bind_kernels(prepack)
     return model.eval().requires_grad_(False), cfg
 
 
-def _fill(model: torch.nn.Module, tensors: Iterator[tuple[str, torch.Tensor]], dtype: torch.dtype,
+def _fill(model: CausalLM, tensors: Iterator[tuple[str, torch.Tensor]], dtype: torch.dtype,
           source: Path) -> None:
     params = dict(model.named_parameters())
     shards: dict[str, dict[int, torch.Tensor]] = {}
     loaded: set[str] = set()
     for hf_name, tensor in tensors:
-        if "rotary_emb" in hf_name:
-            continue
-        name, shard = model.checkpoint_name_map(hf_name)
+        target = model.checkpoint_name_map(hf_name)
+        if target is None:
+            continue                     # a tensor the model computes or shares (RoPE tables, tied LM head)
+        name, shard = target
         if name not in params:
-            if name == "lm_head.weight" and model.lm_head is None:
-                continue                 # tied embeddings: the checkpoint may carry a copy
             raise ValueError(f"{source}: unexpected weight {hf_name!r} for {type(model).__name__}")
         if shard is None:
             _copy(params[name], tensor, name, dtype)

@@ -5,8 +5,8 @@
     o = ops.extend_attention(q, k_extend, v_extend, k_buffer, v_buffer, qo_indptr, kv_indptr, kv_indices, sm_scale)
     o = ops.decode_attention(q, k_buffer, v_buffer, kv_indptr, kv_indices, sm_scale)
 
-Rules: "torch" is the reference (any device). "triton" needs the triton package and a CUDA device,
-or TRITON_INTERPRET=1 (tests). "flash" needs the optional vllm-flash-attn package (see
+Rules: "torch" is `torch_batched` (any device; tests hold it to the `torch_ref` reference). "triton"
+needs the triton package and a CUDA device, or TRITON_INTERPRET=1 (tests). "flash" needs the optional vllm-flash-attn package (see
 `sgnb.kernels.flash_backend` for its torch==2.4 pin) and a CUDA device. "auto" is "triton" on CUDA
 when triton imports, else "torch". An unsatisfiable choice raises BackendUnavailableError.
 

@@ -8,12 +8,15 @@ runs through the matmul `sgnb.kernels.linear` picked for it (`bind_kernels`).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from sgnb.engine.attention import AttentionContext
 from sgnb.engine.model_config import ModelConfig, rope_inv_freq
+from sgnb.engine.models.base import CausalLM
 from sgnb.kernels.linear import make_linear
 
 
@@ -62,14 +65,16 @@ class Rotary(nn.Module):
         return self.cos[positions].unsqueeze(1).to(dtype), self.sin[positions].unsqueeze(1).to(dtype)
 
 
-def apply_rotary_(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-    """In place (x may be a strided view): x * cos + (-x2, x1) * sin, the rotate-half layout.
+def apply_rotary_(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """x * cos + (-x2, x1) * sin, the rotate-half layout, written into `out` (default: x itself, in place;
+    either may be a strided view).
 
-    x: [num_tokens, num_heads, head_dim]. Both operands are fresh tensors before the write, so
+    x, out: [num_tokens, num_heads, head_dim]. Both operands are fresh tensors before the write, so
     writing the result over x is safe.
     """
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.addcmul(x * cos, torch.cat((x2, x1), dim=-1), signed_sin, out=x)
+    return torch.addcmul(x * cos, torch.cat((x2, x1), dim=-1), signed_sin, out=x if out is None else out)
 
 
 class Attention(nn.Module):
@@ -88,11 +93,16 @@ class Attention(nn.Module):
         qk, v = qkv.split([self.q_size + self.kv_size, self.kv_size], dim=-1)
         # q and k heads rotate together, in place: [num_tokens, num_heads + num_kv_heads, head_dim]. New K
         # and V thus stay side by side in each row of qkv, as the KV pool keeps them (one copy stores both)
-        qk = apply_rotary_(qk.view(-1, self.num_heads + self.num_kv_heads, self.head_dim), *rope)
+        qk = self.position_qk(qk.view(-1, self.num_heads + self.num_kv_heads, self.head_dim), rope)
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
         o = ctx.attend(self.layer_id, q, k, v)                 # [num_tokens, num_heads, head_dim]
         return self.o_proj.run(o.reshape(-1, self.q_size))
+
+    def position_qk(self, qk: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Position-encode the q and k heads [num_tokens, num_heads + num_kv_heads, head_dim], a view of
+        the projection's output, in place (so new K stays next to V); returns that view."""
+        return apply_rotary_(qk, *rope)
 
 
 class MLP(nn.Module):
@@ -107,10 +117,12 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
+    attention_type: ClassVar[type[Attention]] = Attention
+
     def __init__(self, cfg: ModelConfig, layer_id: int):
         super().__init__()
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.self_attn = Attention(cfg, layer_id)
+        self.self_attn = self.attention_type(cfg, layer_id)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
@@ -120,8 +132,10 @@ class DecoderLayer(nn.Module):
         return x + self.mlp.forward(self.post_attention_layernorm.forward(x))
 
 
-class LlamaForCausalLM(nn.Module):
+class LlamaForCausalLM(CausalLM):
     """Token ids in, logits of the selected rows out; all K/V go through the paged pool."""
+
+    layer_type: ClassVar[type[DecoderLayer]] = DecoderLayer
 
     # HF checkpoint names whose tensors are concatenated into one fused parameter
     fused_params = {
@@ -130,14 +144,20 @@ class LlamaForCausalLM(nn.Module):
     }
 
     def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.num_layers))
+        self.layers = nn.ModuleList(self.layer_type(cfg, i) for i in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.rotary = Rotary(cfg)
         self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.bind_kernels(prepack=False)
+
+    @property
+    def lm_head_weight(self) -> torch.Tensor:
+        return self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+
+    def build_buffers(self, device: str | torch.device) -> None:
+        self.rotary = Rotary(self.cfg).to(device)
 
     def bind_kernels(self, prepack: bool) -> None:
         """Give every projection its `run` (see `sgnb.kernels.linear`) and every norm its derived weight;
@@ -147,8 +167,7 @@ class LlamaForCausalLM(nn.Module):
                 module.run = make_linear(module.weight, module.bias, prepack)
             elif isinstance(module, RMSNorm):
                 module.bind()
-        weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        self.logits_run = make_linear(weight, None, prepack)
+        self.logits_run = make_linear(self.lm_head_weight, None, prepack)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: AttentionContext,
                 logit_rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -164,11 +183,12 @@ class LlamaForCausalLM(nn.Module):
             x = x[logit_rows]
         return self.logits_run(self.norm(x)).float()
 
-    def checkpoint_name_map(self, name: str) -> tuple[str, int | None]:
-        """Map an HF checkpoint tensor name to (our parameter name, shard index within a fused param)."""
+    def checkpoint_name_map(self, name: str) -> tuple[str, int | None] | None:
+        if "rotary_emb" in name:
+            return None                  # RoPE tables: `build_buffers` computes them
         name = name.removeprefix("model.")
         if name.startswith("lm_head."):
-            return name, None
+            return None if self.lm_head is None else (name, None)   # tied: the checkpoint may carry a copy
         for hf, (ours, shard) in self.fused_params.items():
             if f".{hf}." in name:
                 return name.replace(f".{hf}.", f".{ours}."), shard
