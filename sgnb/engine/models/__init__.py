@@ -8,6 +8,7 @@ _REGISTRY: dict[str, str] = {
     "LlamaForCausalLM": "sgnb.engine.models.llama:LlamaForCausalLM",
     "MistralForCausalLM": "sgnb.engine.models.llama:LlamaForCausalLM",
     "Qwen2ForCausalLM": "sgnb.engine.models.llama:LlamaForCausalLM",
+    "Qwen3ForCausalLM": "sgnb.engine.models.qwen3:Qwen3ForCausalLM",
 }
 
 
