@@ -44,9 +44,7 @@ def make_tiny_model(folder: Path, smollm2_path: Path, **overrides) -> Path:
     import transformers
 
     arch = overrides.pop("architecture", "LlamaForCausalLM")
-    config_cls = {"LlamaForCausalLM": transformers.LlamaConfig,
-                  "Qwen2ForCausalLM": transformers.Qwen2Config,
-                  "MistralForCausalLM": transformers.MistralConfig}[arch]
+    config_cls = getattr(transformers, arch.removesuffix("ForCausalLM") + "Config")   # e.g. LlamaConfig
     base = dict(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                 tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=2)
