@@ -35,7 +35,7 @@ class Workload:
     num_programs: int                                 # programs run by sgnb at --scale 1
     num_hf_programs: int                              # programs timed for transformers at --scale 1
     regexes: tuple[str, ...] = field(default_factory=tuple)  # constraints to compile before timing
-    paper_hit_rate: str = "-"                         # the paper's figure, for reference (BRIEF section 2)
+    paper_hit_rate: str = "-"                         # the SGLang paper's figure (arXiv 2312.07104), for reference
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
