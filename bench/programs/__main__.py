@@ -43,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from bench.programs.hf_program import HFProgram
-    from sgnb.engine import Engine
     from sgnb.lang.backends.engine_backend import EngineBackend
 
     started = time.perf_counter()

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from bench.programs.hf_program import HFProgram
     from sgnb.lang.program import SglFunction
     from sgnb.lang.state import ProgramState
 
