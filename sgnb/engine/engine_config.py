@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sgnb.engine.scheduler import POLICIES, SchedulerConfig
+from sgnb.engine.policy import get_policy
+from sgnb.engine.scheduler import SchedulerConfig
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -31,8 +32,7 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
-        if self.schedule_policy not in POLICIES:
-            raise ValueError(f"schedule_policy must be one of {POLICIES}, got {self.schedule_policy!r}")
+        get_policy(self.schedule_policy)        # ValueError naming the known ones
         if self.kv_cache_gb <= 0:
             raise ValueError(f"kv_cache_gb must be positive, got {self.kv_cache_gb}")
         if self.max_total_tokens is not None and self.max_total_tokens < 2:

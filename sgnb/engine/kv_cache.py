@@ -33,10 +33,6 @@ class KVPool:
         per_token = cfg.kv_bytes_per_token * torch.finfo(dtype).bits // 8
         return max(2, budget_bytes // per_token)
 
-    @property
-    def nbytes(self) -> int:
-        return sum(b.numel() * b.element_size() for b in self.k_buffers + self.v_buffers)   # views: no overlap
-
 
 class ReqToTokenPool:
     """table[row, pos] = KV slot of token `pos` of the request holding `row`."""

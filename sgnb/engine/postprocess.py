@@ -1,26 +1,24 @@
 """After a forward pass: logprobs, sampling, detokenization, stop checks, streaming and finishing.
 
-Plain functions over the engine's state; the engine calls them with its lock held.
+Plain functions over a `PostprocessContext` (the few parts of the engine they need, built once by the
+engine); the engine calls them with its lock held. Queue moves go through the scheduler's methods.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from sgnb.engine import sampler
 from sgnb.engine.attention import ForwardMode
+from sgnb.engine.counters import Counters
 from sgnb.engine.detokenizer import IncrementalDetokenizer, find_stop, held_back_len
 from sgnb.engine.model_runner import ForwardOutput
 from sgnb.engine.request import Req
 from sgnb.engine.sampling_params import SamplingParams
-from sgnb.engine.scheduler import ScheduleBatch
-
-if TYPE_CHECKING:
-    from sgnb.engine.engine import Engine
+from sgnb.engine.scheduler import ScheduleBatch, Scheduler
 
 
 # the constraint trace looks for masked tokens among the model's this many favourites
@@ -28,14 +26,19 @@ MODEL_TOP_K = 64
 
 
 @dataclass(slots=True)
-class Counters:
-    started: float = field(default_factory=time.monotonic)
-    num_finished: int = 0
-    num_prefill_tokens: int = 0       # prompt tokens computed (cache misses)
-    num_generated_tokens: int = 0
-    num_forced_tokens: int = 0        # appended by jump-forward, not sampled
-    num_forward_passes: int = 0
-    busy_seconds: float = 0.0
+class PostprocessContext:
+    """What postprocessing reads and updates; the engine builds it once and owns every part of it."""
+
+    tokenizer: Any                    # the HF tokenizer (token texts for logprobs)
+    eos_ids: tuple[int, ...]          # end the output unless `ignore_eos`
+    max_context_len: int              # a request whose tokens reach it finishes with reason "length"
+    counters: Counters
+    scheduler: Scheduler
+    reqs: dict[str, Req]              # the engine's table of unfinished requests: delivery removes them
+
+    def __post_init__(self) -> None:
+        if self.max_context_len < 1:
+            raise ValueError(f"max_context_len must be >= 1, got {self.max_context_len}")
 
 
 def make_detokenizer(tokenizer: Any, params: SamplingParams) -> IncrementalDetokenizer:
@@ -49,40 +52,39 @@ def wants_input_rows(req: Req, extend_len: int) -> bool:
     return req.kv_len + extend_len >= req.logprob_start_len     # the chunk reaches position start - 1
 
 
-def process_batch(engine: Engine, batch: ScheduleBatch, out: ForwardOutput, keep_all: list[bool]) -> None:
-    counters = engine.counters
+def process_batch(ctx: PostprocessContext, batch: ScheduleBatch, out: ForwardOutput, keep_all: list[bool]) -> None:
+    counters = ctx.counters
     counters.num_forward_passes += 1
     to_sample: list[tuple[Req, int]] = []
     for i, (req, n) in enumerate(zip(batch.reqs, batch.extend_lens)):
         if batch.mode is ForwardMode.EXTEND:
             counters.num_prefill_tokens += n
         if keep_all[i]:
-            _record_input_logprobs(engine, req, out.logits[out.first_row[i]:out.last_row[i] + 1], req.kv_len, n)
+            _record_input_logprobs(ctx, req, out.logits[out.first_row[i]:out.last_row[i] + 1], req.kv_len, n)
         req.kv_len += n
         if req.kv_len < len(req.fill_ids):           # more prompt (or forced) tokens to compute first
-            engine.scheduler.commit_to_tree(req)
+            ctx.scheduler.commit_to_tree(req)
             continue
         if req.is_score:
             req.finish_reason = {"type": "length", "length": 0}
-            finish(engine, req)
+            finish(ctx, req)
             continue
         if req.constraint is not None and _end_if_forced_out(req):   # jump-forward at admission wrote it all
-            _finish_with_text(engine, req)
+            _finish_with_text(ctx, req)
             continue
         to_sample.append((req, out.last_row[i] - len(req.draft_ids)))   # a draft: from the row before it
     # each round samples one token per request; a request whose token confirms its draft's next token
     # samples again in the next round, from the row after it (already computed in this pass)
     while to_sample:
-        to_sample = _sample_round(engine, to_sample, out.logits)
+        to_sample = _sample_round(ctx, to_sample, out.logits)
     if batch.mode is ForwardMode.EXTEND:
         for req in batch.reqs:
-            if not req.is_finished and req.kv_len == len(req.fill_ids) - 1 and req in engine.scheduler.pending:
-                engine.scheduler.pending.remove(req)
-                engine.scheduler.running.append(req)
-                engine.scheduler.commit_to_tree(req)
+            if not req.is_finished and req.kv_len == len(req.fill_ids) - 1:
+                ctx.scheduler.start_decoding(req)
 
 
-def _sample_round(engine: Engine, to_sample: list[tuple[Req, int]], logits: torch.Tensor) -> list[tuple[Req, int]]:
+def _sample_round(ctx: PostprocessContext, to_sample: list[tuple[Req, int]],
+                  logits: torch.Tensor) -> list[tuple[Req, int]]:
     """Sample one token for each (request, logits row); returns the requests to sample again (draft confirmed)."""
     reqs = [r for r, _ in to_sample]
     rows = [row for _, row in to_sample]
@@ -91,9 +93,9 @@ def _sample_round(engine: Engine, to_sample: list[tuple[Req, int]], logits: torc
     raw = logits if rows == list(range(len(logits))) else logits[rows]
     edited = raw.clone() if sampler.edits_logits(reqs) else raw
     sampler.apply_penalties(edited, reqs)
-    sampler.apply_masks(edited, reqs, engine.eos_ids)
+    sampler.apply_masks(edited, reqs, ctx.eos_ids)
     tokens = sampler.sample(edited, reqs)
-    _record_output_logprobs(engine, reqs, raw, tokens)
+    _record_output_logprobs(ctx, reqs, raw, tokens)
     # the constraint trace's model favourites, for every constrained row in one call
     traced = [i for i, r in enumerate(reqs) if r.constraint is not None]
     tops = {}
@@ -102,27 +104,27 @@ def _sample_round(engine: Engine, to_sample: list[tuple[Req, int]], logits: torc
         tops = {i: (logps[j], ids[j]) for j, i in enumerate(traced)}
     again = []
     for i, (req, token) in enumerate(zip(reqs, tokens)):
-        if req.draft_ids and _confirms_draft(engine, req, token):
-            append_token(engine, req, token, model_top=tops.get(i), can_jump=False)
+        if req.draft_ids and _confirms_draft(ctx, req, token):
+            append_token(ctx, req, token, model_top=tops.get(i), can_jump=False)
             if not req.is_finished:
                 again.append((req, rows[i] + 1))
             continue
-        append_token(engine, req, token, model_top=tops.get(i))
+        append_token(ctx, req, token, model_top=tops.get(i))
     return again
 
 
-def _confirms_draft(engine: Engine, req: Req, token: int) -> bool:
+def _confirms_draft(ctx: PostprocessContext, req: Req, token: int) -> bool:
     """Whether the sampled token is the draft's next one: it leaves the draft (whose K/V it already has)
     for the output. Otherwise the rest of the draft and its K/V are dropped."""
     if token == req.draft_ids[0]:
         req.draft_ids.pop(0)
         req.constraint.num_draft_accepted += 1
         return True
-    engine.scheduler.drop_draft(req)
+    ctx.scheduler.drop_draft(req)
     return False
 
 
-def append_token(engine: Engine, req: Req, token: int,
+def append_token(ctx: PostprocessContext, req: Req, token: int,
                  model_top: tuple[torch.Tensor, torch.Tensor] | None = None, can_jump: bool = True) -> None:
     """Add one sampled token, then check every stop condition and stream or finish.
 
@@ -130,13 +132,11 @@ def append_token(engine: Engine, req: Req, token: int,
     can_jump: False while the token confirms a draft: the draft's rest is the forced text that follows.
     """
     req.output_ids.append(token)
-    engine.counters.num_generated_tokens += 1
-    if req.first_token_time is None:
-        req.first_token_time = time.monotonic()
+    ctx.counters.num_generated_tokens += 1
     p = req.params
     if req.constraint is not None:
         req.constraint.advance(token, model_top)
-    if token in p.stop_token_ids or (token in engine.eos_ids and not p.ignore_eos):
+    if token in p.stop_token_ids or (token in ctx.eos_ids and not p.ignore_eos):
         req.detok.flush(req.output_ids)
         req.finish_reason = {"type": "stop", "matched": token}
     else:
@@ -146,7 +146,7 @@ def append_token(engine: Engine, req: Req, token: int,
             idx, stop = hit
             req.finish_reason = {"type": "stop", "matched": stop}
             req.text = req.detok.text[:idx + len(stop)] if p.no_stop_trim else req.detok.text[:idx]
-        elif len(req.output_ids) >= p.max_new_tokens or len(req.fill_ids) >= engine.max_context_len:
+        elif len(req.output_ids) >= p.max_new_tokens or len(req.fill_ids) >= ctx.max_context_len:
             req.finish_reason = {"type": "length", "length": len(req.output_ids)}
         elif req.constraint is not None and req.constraint.is_finished:
             req.finish_reason = {"type": "stop", "matched": None}
@@ -154,16 +154,16 @@ def append_token(engine: Engine, req: Req, token: int,
         if req.finish_reason.get("type") != "stop" or not isinstance(req.finish_reason.get("matched"), str):
             req.detok.flush(req.output_ids)
             req.text = req.detok.text
-        finish(engine, req)
+        finish(ctx, req)
         return
     req.text = req.detok.text
-    if can_jump and req.constraint is not None and _jump_forward(engine, req):
+    if can_jump and req.constraint is not None and _jump_forward(ctx, req):
         return
     if req.stream:
         _push_delta(req, finished=False)
 
 
-def _jump_forward(engine: Engine, req: Req) -> bool:
+def _jump_forward(ctx: PostprocessContext, req: Req) -> bool:
     """Append the constraint's forced tokens; the request then extends them in one step.
 
     Returns True when they complete the output (budget spent or nothing can follow): it finishes now.
@@ -172,40 +172,40 @@ def _jump_forward(engine: Engine, req: Req) -> bool:
     if not forced and not req.draft_ids:
         return False
     req.output_ids += forced
-    engine.counters.num_forced_tokens += len(forced)
+    ctx.counters.num_forced_tokens += len(forced)
     req.detok.update(req.output_ids)
     req.text = req.detok.text
     if _end_if_forced_out(req):
-        _finish_with_text(engine, req)
+        _finish_with_text(ctx, req)
         return True
-    engine.scheduler.move_to_pending(req)
+    ctx.scheduler.move_to_pending(req)
     return False
 
 
 def _end_if_forced_out(req: Req) -> bool:
     """Set the finish reason (and return True) when forced tokens spent the budget or left nothing to sample."""
-    if len(req.output_ids) >= req.params.max_new_tokens:
+    if len(req.output_ids) >= req.max_output_len:
         req.finish_reason = {"type": "length", "length": len(req.output_ids)}
     elif req.constraint.is_finished:
         req.finish_reason = {"type": "stop", "matched": None}
     return req.finish_reason is not None
 
 
-def _finish_with_text(engine: Engine, req: Req) -> None:
+def _finish_with_text(ctx: PostprocessContext, req: Req) -> None:
     req.detok.flush(req.output_ids)
     req.text = req.detok.text
-    finish(engine, req)
+    finish(ctx, req)
 
 
-def finish(engine: Engine, req: Req) -> None:
-    engine.scheduler.finish(req)
-    engine.counters.num_finished += 1
-    deliver(engine, req)
+def finish(ctx: PostprocessContext, req: Req) -> None:
+    ctx.scheduler.finish(req)
+    ctx.counters.num_finished += 1
+    deliver(ctx, req)
 
 
-def deliver(engine: Engine, req: Req) -> None:
+def deliver(ctx: PostprocessContext, req: Req) -> None:
     """Hand the final result to the caller (stream gets a last delta first)."""
-    engine._reqs.pop(req.rid, None)
+    ctx.reqs.pop(req.rid, None)
     if req.finish_reason and req.finish_reason.get("type") == "abort" and not req.text:
         req.text = req.detok.text if req.detok else ""
     if req.stream:
@@ -228,11 +228,11 @@ def _push_delta(req: Req, finished: bool) -> None:
     req.sink.push(delta)
 
 
-def _record_input_logprobs(engine: Engine, req: Req, logits: torch.Tensor, start: int, n: int) -> None:
+def _record_input_logprobs(ctx: PostprocessContext, req: Req, logits: torch.Tensor, start: int, n: int) -> None:
     # logits: [n, vocab]; row j is the distribution after position start + j, i.e. over token start + j + 1
     first = req.logprob_start_len
     if first == 0 and start == 0:
-        req.input_token_logprobs.append((None, req.input_ids[0], _tok(engine, req.input_ids[0])))
+        req.input_token_logprobs.append((None, req.input_ids[0], _tok(ctx, req.input_ids[0])))
         if req.top_logprobs_num:
             req.input_top_logprobs.append(None)
     targets = [(j, start + j + 1) for j in range(n) if max(first, 1) <= start + j + 1 < len(req.input_ids)]
@@ -241,11 +241,11 @@ def _record_input_logprobs(engine: Engine, req: Req, logits: torch.Tensor, start
     rows = logits[[j for j, _ in targets]]
     ids = [req.input_ids[t] for _, t in targets]
     chosen, tops = sampler.token_logprobs(rows, ids, req.top_logprobs_num)
-    req.input_token_logprobs += [(lp, t, _tok(engine, t)) for lp, t in zip(chosen, ids)]
-    req.input_top_logprobs += [[(lp, t, _tok(engine, t)) for lp, t in top] for top in tops]
+    req.input_token_logprobs += [(lp, t, _tok(ctx, t)) for lp, t in zip(chosen, ids)]
+    req.input_top_logprobs += [[(lp, t, _tok(ctx, t)) for lp, t in top] for top in tops]
 
 
-def _record_output_logprobs(engine: Engine, reqs: list[Req], raw: torch.Tensor, tokens: list[int]) -> None:
+def _record_output_logprobs(ctx: PostprocessContext, reqs: list[Req], raw: torch.Tensor, tokens: list[int]) -> None:
     idx = [i for i, r in enumerate(reqs) if r.return_logprob]
     if not idx:
         return
@@ -253,38 +253,12 @@ def _record_output_logprobs(engine: Engine, reqs: list[Req], raw: torch.Tensor, 
     chosen, tops = sampler.token_logprobs(raw[idx], [tokens[i] for i in idx], top_k)
     for j, i in enumerate(idx):
         req = reqs[i]
-        req.output_token_logprobs.append((chosen[j], tokens[i], _tok(engine, tokens[i])))
+        req.output_token_logprobs.append((chosen[j], tokens[i], _tok(ctx, tokens[i])))
         if req.top_logprobs_num:
             req.output_top_logprobs.append(
-                [(lp, t, _tok(engine, t)) for lp, t in tops[j][:req.top_logprobs_num]])
+                [(lp, t, _tok(ctx, t)) for lp, t in tops[j][:req.top_logprobs_num]])
 
 
-def _tok(engine: Engine, token_id: int) -> str:
-    return engine.tokenizer.decode([token_id])
+def _tok(ctx: PostprocessContext, token_id: int) -> str:
+    return ctx.tokenizer.decode([token_id])
 
-
-def engine_stats(engine: Engine) -> dict:
-    c = engine.counters
-    tree = engine.tree
-    elapsed = max(time.monotonic() - c.started, 1e-9)
-    num_usable = engine.allocator.num_usable
-    return {
-        "cache_hit_rate": tree.hit_rate(),
-        "queried_tokens": tree.stats["queried_tokens"],
-        "cached_tokens": tree.stats["matched_tokens"],
-        "num_evicted_tokens": tree.stats["num_evicted_tokens"],
-        "tree_tokens": tree.total_size(),
-        "pool_usage": 1 - engine.allocator.num_free / num_usable,
-        "num_slots": num_usable,
-        "num_free_slots": engine.allocator.num_free,
-        "num_running": len(engine.scheduler.admitted),
-        "num_waiting": len(engine.scheduler.waiting),
-        "num_retractions": engine.scheduler.num_retractions,
-        "num_finished": c.num_finished,
-        "num_prefill_tokens": c.num_prefill_tokens,
-        "num_generated_tokens": c.num_generated_tokens,
-        "num_forced_tokens": c.num_forced_tokens,
-        "num_forward_passes": c.num_forward_passes,
-        "generation_throughput": c.num_generated_tokens / elapsed,
-        "uptime_seconds": elapsed,
-    }

@@ -4,7 +4,8 @@ A radix tree whose edges are runs of token ids and whose node values are the KV 
 tokens. A request looks up its longest cached prefix (``match_prefix``), locks that path while it
 runs (``inc_lock_ref``), and when it finishes puts its whole sequence back (``insert``), freeing the
 slots that duplicate ones the tree already holds. Under memory pressure, unlocked leaves are evicted
-in LRU order (``evict``); a parent that becomes an unlocked leaf joins the candidates.
+in LRU order (``evict``); a parent that becomes an unlocked leaf joins the candidates. It implements
+`sgnb.engine.prefix_cache.PrefixCache`.
 
 Invariants (checked by ``check_integrity``):
 - every non-root node has ``len(key) == len(value) > 0`` and is stored in its parent's
@@ -25,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from sgnb.engine.prefix_cache import MatchResult, PrefixCache
 from sgnb.engine.slot_allocator import SlotAllocator
 
 _CHUNK = 32  # edge comparison granularity: slices of this many tokens, then a per-token scan
@@ -40,7 +42,7 @@ class TreeNode:
     key: list[int] = field(default_factory=list)  # token ids on the edge
     value: list[int] = field(default_factory=list)  # KV slot ids, same length as key
     lock_ref: int = 0  # number of running requests whose path goes through this node
-    last_access: float = 0.0  # logical clock of the last match/insert through this node
+    last_access: int = 0  # tick of the cache's logical clock (one per match/insert) of the last one through here
     hit_count: int = 0  # how many matches went through (or ended at) this node
 
     def __repr__(self) -> str:
@@ -48,13 +50,6 @@ class TreeNode:
             f"TreeNode(id={self.id}, num_tokens={len(self.key)}, num_children={len(self.children)}, "
             f"lock_ref={self.lock_ref}, last_access={self.last_access}, hit_count={self.hit_count})"
         )
-
-
-@dataclass(slots=True)
-class MatchResult:
-    slots: list[int]  # KV slots of the matched prefix, in position order
-    last_node: TreeNode  # node whose root path is exactly the matched prefix (root if nothing matched)
-    prefix_len: int  # == len(slots)
 
 
 def _common_prefix_len(edge: list[int], key: list[int], start: int) -> int:
@@ -71,18 +66,16 @@ def _common_prefix_len(edge: list[int], key: list[int], start: int) -> int:
     return n
 
 
-class RadixCache:
+class RadixCache(PrefixCache):
     """Token-prefix -> KV-slot radix tree with lock references and LRU leaf eviction.
 
     The tree owns the slots stored in it: ``evict`` frees them into ``allocator``. ``insert`` never
     frees anything: it reports how many leading tokens were already cached, and the caller frees its
-    own duplicate slots for that range. With ``disabled=True`` nothing is ever matched or stored,
-    so callers run the same code path with caching off.
+    own duplicate slots for that range.
     """
 
-    def __init__(self, allocator: SlotAllocator, *, disabled: bool = False) -> None:
-        self.allocator = allocator
-        self.disabled = disabled
+    def __init__(self, allocator: SlotAllocator) -> None:
+        super().__init__(allocator)
         self._ids = itertools.count()
         self._clock = 0
         self.root = TreeNode(id=next(self._ids), parent=None)
@@ -91,12 +84,6 @@ class RadixCache:
         self._evictable_leaves: set[TreeNode] = set()
         self._evictable_size = 0
         self._protected_size = 0
-        self.stats: dict[str, int] = {
-            "queried_tokens": 0,
-            "matched_tokens": 0,
-            "num_evicted_tokens": 0,
-            "num_inserted_tokens": 0,
-        }
 
     # ------------------------------------------------------------------ lookup / insert
 
@@ -113,7 +100,7 @@ class RadixCache:
         key = list(token_ids) if max_len is None else list(token_ids[:max_len])
         if record_hit:
             self.stats["queried_tokens"] += len(key)
-        if self.disabled or not key:
+        if not key:
             return MatchResult(slots=[], last_node=self.root, prefix_len=0)
         self._clock += 1
         now = self._clock
@@ -154,7 +141,7 @@ class RadixCache:
             raise ValueError(
                 f"insert needs one slot per token: got {len(token_ids)} tokens and {len(slots)} slots"
             )
-        if self.disabled or not token_ids:
+        if not token_ids:
             return 0
         key = list(token_ids)
         self._clock += 1
@@ -245,9 +232,6 @@ class RadixCache:
     def protected_size(self) -> int:
         return self._protected_size
 
-    def total_size(self) -> int:
-        return self._evictable_size + self._protected_size
-
     def record_hit(self, node: TreeNode, num_queried: int) -> None:
         """Count a lookup of ``num_queried`` tokens whose cached prefix ends at ``node``.
 
@@ -260,10 +244,6 @@ class RadixCache:
             depth += len(node.key)
             node = node.parent
         self.stats["matched_tokens"] += depth
-
-    def hit_rate(self) -> float:
-        queried = self.stats["queried_tokens"]
-        return self.stats["matched_tokens"] / queried if queried else 0.0
 
     # ------------------------------------------------------------------ inspection
 
@@ -367,22 +347,7 @@ class RadixCache:
                 }
             )
             queue.extend((c, depth) for c in node.children.values())
-        return {
-            "nodes": nodes,
-            "num_nodes": len(self._nodes),
-            "cached_tokens": self.total_size(),
-            "evictable_tokens": self._evictable_size,
-            "protected_tokens": self._protected_size,
-            "num_free_slots": self.allocator.num_free,
-            "num_slots": self.allocator.num_slots,
-            "hit_rate": self.hit_rate(),
-            "num_evicted_tokens": self.stats["num_evicted_tokens"],
-            "truncated": len(nodes) < len(self._nodes),
-        }
-
-    def node_text(self, node_id: int, decode: Callable[[list[int]], str]) -> str:
-        """Decoded text of the whole root path down to node ``node_id``."""
-        return decode(self.node_tokens(node_id))
+        return self._snapshot(nodes, len(self._nodes))
 
     def node_tokens(self, node_id: int) -> list[int]:
         """Token ids of the whole root path down to node ``node_id``."""
@@ -394,9 +359,6 @@ class RadixCache:
             parts.append(node.key)
             node = node.parent
         return [t for part in reversed(parts) for t in part]
-
-    def get_node(self, node_id: int) -> TreeNode | None:
-        return self._nodes.get(node_id)
 
     def __len__(self) -> int:
         """Number of nodes, root included."""
@@ -437,7 +399,6 @@ class RadixCache:
         self._evictable_leaves.discard(parent)  # no-op for the root and for locked parents
         self._evictable_leaves.add(leaf)
         self._evictable_size += len(key)
-        self.stats["num_inserted_tokens"] += len(key)
         return leaf
 
     def _remove_leaf(self, node: TreeNode) -> TreeNode:

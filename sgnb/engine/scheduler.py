@@ -5,8 +5,11 @@ an EXTEND batch (new requests after their cached prefix, prefill chunks, jump-fo
 tokens) when there is work and room for it, otherwise a DECODE batch of every running
 request. Slot ownership invariant, per admitted request:
 
-    table[row, :tree_len]        slots owned by the radix tree, locked through `last_node`
+    table[row, :tree_len]        slots owned by the prefix cache, locked through `last_node`
     table[row, tree_len:kv_len]  slots owned by the request itself
+
+The scheduler owns its queues (waiting -> pending -> running, and back on retraction or jump-forward):
+every move goes through one of its methods.
 """
 
 from __future__ import annotations
@@ -14,20 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sgnb.engine.attention import ForwardMode
+from sgnb.engine.errors import PoolExhausted
 from sgnb.engine.kv_cache import ReqToTokenPool
-from sgnb.engine.radix_cache import RadixCache, TreeNode
+from sgnb.engine.policy import first_come_first_served, get_policy
+from sgnb.engine.prefix_cache import MatchResult, PrefixCache
 from sgnb.engine.request import Req
 from sgnb.engine.slot_allocator import SlotAllocator
-
-POLICIES = ("lpm", "dfs-weight", "fcfs")
-
-
-class PoolExhausted(MemoryError):
-    """The KV pool cannot make progress on `req` even after evicting and retracting everything else."""
-
-    def __init__(self, req: Req, message: str):
-        super().__init__(message)
-        self.req = req
 
 
 @dataclass(slots=True)
@@ -42,8 +37,7 @@ class SchedulerConfig:
     mix_decode: bool = True               # running requests decode inside extend steps instead of waiting
 
     def __post_init__(self) -> None:
-        if self.schedule_policy not in POLICIES:
-            raise ValueError(f"schedule_policy must be one of {POLICIES}, got {self.schedule_policy!r}")
+        get_policy(self.schedule_policy)        # ValueError naming the known ones
         for name in ("max_running_requests", "max_prefill_tokens", "max_skips"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -57,12 +51,13 @@ class ScheduleBatch:
 
 
 class Scheduler:
-    def __init__(self, cfg: SchedulerConfig, allocator: SlotAllocator, tree: RadixCache,
+    def __init__(self, cfg: SchedulerConfig, allocator: SlotAllocator, cache: PrefixCache,
                  req_pool: ReqToTokenPool):
         self.cfg = cfg
         self.allocator = allocator
-        self.tree = tree
+        self.cache = cache
         self.req_pool = req_pool
+        self.policy = get_policy(cfg.schedule_policy)
         self.waiting: list[Req] = []       # not admitted: no row, no locks, no slots
         self.pending: list[Req] = []       # admitted, with tokens still to extend (prefill chunks, jump-forward)
         self.running: list[Req] = []       # admitted, decoding one token per step
@@ -80,6 +75,14 @@ class Scheduler:
     def has_work(self) -> bool:
         return bool(self.waiting or self.pending or self.running)
 
+    def start_decoding(self, req: Req) -> None:
+        """A pending request whose extends left only its last token to compute decodes from now on; its
+        computed tokens go to the cache. A running request (it decoded inside the extend step) stays."""
+        if req in self.pending:
+            self.pending.remove(req)
+            self.running.append(req)
+            self.commit_to_tree(req)
+
     def move_to_pending(self, req: Req) -> None:
         """An admitted request got several tokens at once (jump-forward): extend them next."""
         if req in self.running:
@@ -93,7 +96,7 @@ class Scheduler:
             if req in queue:
                 queue.remove(req)
         if req.row is not None:
-            self._release(req, keep_in_tree=True)
+            self._release(req)
 
     # ------------------------------------------------------------------ scheduling
 
@@ -161,25 +164,20 @@ class Scheduler:
 
     def _ordered_waiting(self) -> list[Req]:
         """Waiting requests in policy order (FCFS when the queue is too long to rank cheaply)."""
-        queue = list(self.waiting)
-        policy = self.cfg.schedule_policy if len(queue) <= self.cfg.policy_queue_limit else "fcfs"
-        if policy == "lpm":
-            lens = {id(r): self._match(r).prefix_len for r in queue}
-            queue.sort(key=lambda r: -lens[id(r)])
-        elif policy == "dfs-weight":
-            queue = _dfs_weight_order(queue, {id(r): self._match(r).last_node for r in queue}, self.tree.root)
+        policy = self.policy if len(self.waiting) <= self.cfg.policy_queue_limit else first_come_first_served
+        queue = policy(list(self.waiting), self._match, self.cache)
         # aging: requests passed over too often go first, oldest first
         starved = sorted((r for r in queue if r.num_skips >= self.cfg.max_skips), key=lambda r: r.arrival)
         if starved:
             queue = starved + [r for r in queue if r.num_skips < self.cfg.max_skips]
         return queue
 
-    def _match(self, req: Req):
+    def _match(self, req: Req) -> MatchResult:
         # the last token is always computed: it gives the logits (and so is a draft with the token before it)
         max_len = len(req.fill_ids) - req.num_tail_rows
         if req.wants_input_logprobs:
             max_len = min(max_len, max(req.logprob_start_len - 1, 0))
-        return self.tree.match_prefix(req.fill_ids, max_len=max_len, record_hit=False)
+        return self.cache.match_prefix(req.fill_ids, max_len=max_len, record_hit=False)
 
     def _duplicates_batch_prefix(self, req: Req, prefix_len: int, batch: list[Req]) -> bool:
         """True if the start of req's uncached part is being computed by another request in this batch.
@@ -192,9 +190,9 @@ class Scheduler:
         head = req.fill_ids[:end]
         return any(other.fill_ids[:end] == head for other in batch)
 
-    def _admit(self, req: Req, match, extend_len: int) -> bool:
+    def _admit(self, req: Req, match: MatchResult, extend_len: int) -> bool:
         """Lock req's cached prefix, give it a row and slots for `extend_len` tokens; False if no room."""
-        self.tree.inc_lock_ref(match.last_node)
+        self.cache.inc_lock_ref(match.last_node)
         # decode headroom is a soft reservation: alone in the engine, a request runs anyway (its decode
         # raises PoolExhausted if it really outgrows the pool), otherwise it would wait forever
         headroom = sum(self._reserve(r) for r in self.admitted) + self._reserve(req) if self.admitted else 0
@@ -203,13 +201,13 @@ class Scheduler:
         if slots is None:
             if row is not None:
                 self.req_pool.free(row)
-            self.tree.dec_lock_ref(match.last_node)
+            self.cache.dec_lock_ref(match.last_node)
             return False
         req.row, req.last_node = row, match.last_node
         req.tree_len = req.kv_len = match.prefix_len
         if req.num_retractions == 0:
             req.cached_tokens = match.prefix_len
-            self.tree.record_hit(match.last_node, len(req.fill_ids))
+            self.cache.record_hit(match.last_node, len(req.fill_ids))
         self.req_pool.write(row, 0, match.slots)
         self.req_pool.write(row, req.kv_len, slots)
         return True
@@ -243,7 +241,7 @@ class Scheduler:
     def retract(self, req: Req) -> None:
         """Send a running request back to the queue; its KV goes to the tree, its output is kept."""
         self.running.remove(req)
-        self._release(req, keep_in_tree=True)
+        self._release(req)
         req.num_retractions += 1
         self.num_retractions += 1
         self.waiting.insert(0, req)
@@ -251,23 +249,23 @@ class Scheduler:
     # ------------------------------------------------------------------ KV ownership
 
     def commit_to_tree(self, req: Req) -> None:
-        """Put req's computed tokens into the radix tree and lock them (its own slots become tree slots).
+        """Offer req's computed tokens to the cache and lock what it holds (those own slots become its).
 
-        Slots that duplicate what the tree already holds are freed and req's row points at the tree's.
+        Slots that duplicate what the cache already holds are freed and req's row points at the cache's.
         """
-        if self.tree.disabled or req.kv_len == req.tree_len:
+        if req.kv_len == req.tree_len:
             return
         ids = req.fill_ids[:req.kv_len]
         own = self.req_pool.read(req.row, req.tree_len, req.kv_len)
         slots = self.req_pool.read(req.row, 0, req.tree_len) + own
-        existing = self.tree.insert(ids, slots)
-        match = self.tree.match_prefix(ids, record_hit=False)
+        existing = self.cache.insert(ids, slots)
+        match = self.cache.match_prefix(ids, record_hit=False)
         if existing > req.tree_len:
             self.allocator.free(own[:existing - req.tree_len])
             self.req_pool.write(req.row, req.tree_len, match.slots[req.tree_len:existing])
-        self.tree.inc_lock_ref(match.last_node)
-        self.tree.dec_lock_ref(req.last_node)
-        req.last_node, req.tree_len = match.last_node, req.kv_len
+        self.cache.inc_lock_ref(match.last_node)
+        self.cache.dec_lock_ref(req.last_node)
+        req.last_node, req.tree_len = match.last_node, match.prefix_len
 
     def drop_draft(self, req: Req) -> None:
         """Forget req's draft (the model declined it, or req ends before confirming all of it); whatever K/V
@@ -290,17 +288,17 @@ class Scheduler:
         for queue in (self.pending, self.running):
             if req in queue:
                 queue.remove(req)
-        self._release(req, keep_in_tree=True)
+        self._release(req)
 
-    def _release(self, req: Req, keep_in_tree: bool) -> None:
+    def _release(self, req: Req) -> None:
+        """Give back req's row, its lock and its own slots; its computed tokens stay in the cache."""
         self.drop_draft(req)
-        if keep_in_tree:
-            self.commit_to_tree(req)
+        self.commit_to_tree(req)
         own = self.req_pool.read(req.row, req.tree_len, req.kv_len)
         if own:
             self.allocator.free(own)
         if req.last_node is not None:
-            self.tree.dec_lock_ref(req.last_node)
+            self.cache.dec_lock_ref(req.last_node)
         self.req_pool.free(req.row)
         req.row, req.last_node, req.kv_len, req.tree_len = None, None, 0, 0
 
@@ -321,16 +319,16 @@ class Scheduler:
     # ------------------------------------------------------------------ capacity
 
     def _available(self) -> int:
-        return self.allocator.num_free + self.tree.evictable_size()
+        return self.allocator.num_free + self.cache.evictable_size()
 
     def _reserve(self, req: Req) -> int:
         if req.is_score:
             return 0
-        return min(req.params.max_new_tokens - len(req.output_ids), self.cfg.decode_reserve_tokens)
+        return min(req.max_output_len - len(req.output_ids), self.cfg.decode_reserve_tokens)
 
     def _alloc(self, n: int) -> list[int] | None:
         if self.allocator.num_free < n:
-            self.tree.evict(n - self.allocator.num_free)
+            self.cache.evict(n - self.allocator.num_free)
         return self.allocator.alloc(n)
 
 
@@ -340,25 +338,3 @@ def _chunk_len(req: Req, start: int, budget: int) -> int:
     remaining = len(req.fill_ids) - start
     return remaining if remaining <= budget else min(budget, remaining - req.num_tail_rows)
 
-
-def _dfs_weight_order(reqs: list[Req], last_nodes: dict[int, TreeNode], root: TreeNode) -> list[Req]:
-    """Depth-first over the tree, heaviest subtree (most waiting requests) first (SGLang paper, DFS-weight)."""
-    at_node: dict[int, list[Req]] = {}
-    weight: dict[int, int] = {}
-    for req in reqs:
-        node = last_nodes[id(req)]
-        at_node.setdefault(id(node), []).append(req)
-        while node is not None:
-            weight[id(node)] = weight.get(id(node), 0) + 1
-            node = node.parent
-    order: list[Req] = []
-    stack: list[tuple[TreeNode, bool]] = [(root, False)]
-    while stack:
-        node, is_expanded = stack.pop()
-        if is_expanded:     # a node's own requests come after its subtrees (the root's: no cached prefix)
-            order += at_node.get(id(node), [])
-            continue
-        stack.append((node, True))
-        children = [c for c in node.children.values() if id(c) in weight]
-        stack += [(c, False) for c in sorted(children, key=lambda c: weight[id(c)])]   # heaviest popped first
-    return order

@@ -43,10 +43,6 @@ class SlotAllocator:
         """Slots that can ever be handed out (num_slots - 1)."""
         return self.num_slots - 1
 
-    @property
-    def num_used(self) -> int:
-        return self.num_slots - 1 - len(self._free_stack)
-
     def can_alloc(self, n: int) -> bool:
         return 0 <= n <= len(self._free_stack)
 

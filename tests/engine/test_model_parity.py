@@ -43,8 +43,7 @@ def _engine_logits(engine: Engine, prefix: list[int], rest: list[int], decode_id
         out = engine.runner.forward(batch, [True])
         extend = out.logits[out.first_row[0]:out.last_row[0] + 1]
         req.kv_len += batch.extend_lens[0]
-        sched.pending.remove(req)
-        sched.running.append(req)
+        sched.start_decoding(req)
         decode = []
         for tok in decode_ids:
             req.output_ids.append(tok)

@@ -21,8 +21,8 @@ def decode(ids: list[int]) -> str:
     return "".join(map(chr, ids))
 
 
-def make_cache(num_slots: int = 256, **kwargs) -> RadixCache:
-    return RadixCache(SlotAllocator(num_slots), **kwargs)
+def make_cache(num_slots: int = 256) -> RadixCache:
+    return RadixCache(SlotAllocator(num_slots))
 
 
 def finish_request(cache: RadixCache, text: str) -> list[int]:
@@ -225,20 +225,6 @@ def test_lock_on_evicted_node_raises() -> None:
         cache.inc_lock_ref(node)
 
 
-def test_disabled_cache_matches_nothing() -> None:
-    cache = make_cache(disabled=True)
-    slots = cache.allocator.alloc(3)
-    assert cache.insert(chars("abc"), slots) == 0
-    assert cache.match_prefix(chars("abc")).prefix_len == 0
-    assert cache.total_size() == 0 and cache.evict(10) == 0
-    # The caller keeps ownership of all its slots and frees them.
-    cache.check_integrity(used=slots)
-    cache.allocator.free(slots)
-    cache.inc_lock_ref(cache.root)
-    cache.dec_lock_ref(cache.root)
-    cache.check_integrity()
-
-
 def test_flush_keeps_locked_paths() -> None:
     cache = make_cache()
     finish_request(cache, "abcdef")
@@ -308,15 +294,15 @@ def test_snapshot_truncates_to_nodes_nearest_root() -> None:
     assert cache.snapshot()["nodes"][1]["text"] == ""
 
 
-def test_node_text_returns_full_path_text() -> None:
+def test_node_tokens_returns_the_full_root_path() -> None:
     cache = make_cache()
     finish_request(cache, "Once upon a time")
     finish_request(cache, "Once upon a midnight")
     node = cache.match_prefix(chars("Once upon a midnight")).last_node
-    assert cache.node_text(node.id, decode) == "Once upon a midnight"
+    assert decode(cache.node_tokens(node.id)) == "Once upon a midnight"
     cache.evict(100)
     with pytest.raises(ValueError, match=f"no node with id {node.id}"):
-        cache.node_text(node.id, decode)
+        cache.node_tokens(node.id)
 
 
 def test_check_integrity_detects_leaked_slot() -> None:

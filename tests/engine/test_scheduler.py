@@ -1,8 +1,7 @@
 """The scheduler without a model: admission order, chunking, deferral, retraction and slot ownership.
 
-`Sim` plays the engine's part after each forward pass (advance kv_len, commit prefill chunks,
-append one token per finished extend/decode, finish at max_new_tokens) exactly as
-`postprocess.process_batch` does, and checks slot integrity after every step.
+`Sim` (tests/engine/scheduler_sim.py) plays the engine's part after each forward pass and checks slot
+integrity after every step.
 """
 
 from __future__ import annotations
@@ -10,145 +9,12 @@ from __future__ import annotations
 import pytest
 
 from sgnb.engine.attention import ForwardMode
-from sgnb.engine.kv_cache import ReqToTokenPool
-from sgnb.engine.radix_cache import RadixCache
-from sgnb.engine.request import Req
-from sgnb.engine.sampling_params import SamplingParams
-from sgnb.engine.scheduler import PoolExhausted, ScheduleBatch, Scheduler, SchedulerConfig
-from sgnb.engine.slot_allocator import SlotAllocator
+from sgnb.engine.errors import PoolExhausted
+from sgnb.engine.scheduler import SchedulerConfig
+from tests.engine.scheduler_sim import Sim, next_token, rids, span
 
 
-class Sim:
-    def __init__(self, num_slots: int = 2048, radix_cache: bool = True, **cfg):
-        self.allocator = SlotAllocator(num_slots)
-        self.tree = RadixCache(self.allocator, disabled=not radix_cache)
-        self.cfg = SchedulerConfig(**cfg)
-        self.req_pool = ReqToTokenPool(self.cfg.max_running_requests + 1, 512, "cpu")
-        self.sched = Scheduler(self.cfg, self.allocator, self.tree, self.req_pool)
-        self.finished: list[Req] = []
-
-    def cache(self, ids: list[int]) -> None:
-        """Leave `ids` in the tree, as a finished earlier request would."""
-        slots = self.allocator.alloc(len(ids))
-        num_cached = self.tree.insert(ids, slots)
-        self.allocator.free(slots[:num_cached])
-
-    def add(self, rid: str, ids: list[int], max_new_tokens: int = 4) -> Req:
-        req = Req(rid=rid, input_ids=list(ids), params=SamplingParams(max_new_tokens=max_new_tokens))
-        self.sched.add(req)
-        return req
-
-    def step(self) -> ScheduleBatch | None:
-        """One engine iteration: schedule, 'run', postprocess. Returns the batch that ran."""
-        batch = self.sched.schedule()
-        if batch is None:
-            return None
-        self.check(batch)
-        for req, n in zip(batch.reqs, batch.extend_lens):
-            req.kv_len += n
-            if req.kv_len < len(req.fill_ids):          # a prefill chunk: more prompt to compute
-                self.sched.commit_to_tree(req)
-                continue
-            req.output_ids.append(next_token(req))
-            if len(req.output_ids) >= req.params.max_new_tokens:
-                self.sched.finish(req)
-                self.finished.append(req)
-        if batch.mode is ForwardMode.EXTEND:
-            for req in batch.reqs:
-                if req not in self.finished and req in self.sched.pending \
-                        and req.kv_len == len(req.fill_ids) - 1:
-                    self.sched.pending.remove(req)
-                    self.sched.running.append(req)
-                    self.sched.commit_to_tree(req)
-        self.check()
-        return batch
-
-    def run_to_end(self, max_steps: int = 10_000) -> list[ScheduleBatch]:
-        batches = []
-        while self.sched.has_work():
-            batch = self.step()
-            assert batch is not None, "the scheduler has work but scheduled nothing (it would spin forever)"
-            batches.append(batch)
-            assert len(batches) < max_steps
-        return batches
-
-    def check(self, batch: ScheduleBatch | None = None) -> None:
-        """free + tree + requests' own slots (+ those handed out for a batch not yet run) == all slots."""
-        used = self.sched.used_slots()
-        if batch is not None:
-            used += self.sched.pending_slots(batch)
-        self.tree.check_integrity(used)
-
-
-def next_token(req: Req) -> int:
-    """A deterministic 'model': the next token depends only on the request and its length."""
-    return 40_000 + (hash(req.rid) % 1000) * 8 + len(req.output_ids) % 8
-
-
-def rids(batch: ScheduleBatch) -> list[str]:
-    return [r.rid for r in batch.reqs]
-
-
-def span(start: int, n: int) -> list[int]:
-    return list(range(start, start + n))
-
-
-# ------------------------------------------------------------------------------ cache-aware ordering
-
-
-def test_lpm_admits_the_longest_cached_prefix_first():
-    sim = Sim(schedule_policy="lpm")
-    shared = span(100, 40)
-    sim.cache(shared)
-    a = sim.add("none", span(1000, 20))
-    b = sim.add("short", shared[:10] + span(2000, 10))
-    c = sim.add("long", shared[:30] + span(3000, 10))
-    batch = sim.step()
-    assert rids(batch) == ["long", "short", "none"]
-    assert batch.extend_lens == [10, 10, 20]
-    assert (c.cached_tokens, b.cached_tokens, a.cached_tokens) == (30, 10, 0)
-    sim.run_to_end()
-
-
-def test_fcfs_admits_in_arrival_order():
-    sim = Sim(schedule_policy="fcfs")
-    shared = span(100, 40)
-    sim.cache(shared)
-    sim.add("none", span(1000, 20))
-    sim.add("short", shared[:10] + span(2000, 10))
-    sim.add("long", shared[:30] + span(3000, 10))
-    assert rids(sim.step()) == ["none", "short", "long"]
-    sim.run_to_end()
-
-
-def test_dfs_weight_visits_the_heaviest_subtree_first():
-    sim = Sim(schedule_policy="dfs-weight")
-    light, heavy = span(100, 30), span(200, 20)
-    heavy_q, heavy_r = heavy + span(300, 4), heavy + span(400, 8)
-    for ids in (light, heavy_q, heavy_r):
-        sim.cache(ids)
-    # arrival order deliberately opposite to the subtree weights
-    sim.add("light", light + span(1000, 6))              # subtree weight 1, longest match (30)
-    sim.add("none", span(5000, 6))                       # no cached prefix: a weight-1 subtree of its own
-    sim.add("heavy-r", heavy_r + span(1100, 6))          # heavy subtree (weight 3), child r has weight 1
-    sim.add("heavy-q1", heavy_q + span(1200, 6))         # child q has weight 2
-    sim.add("heavy-q2", heavy_q + span(1300, 6))
-    assert rids(sim.step()) == ["heavy-q1", "heavy-q2", "heavy-r", "light", "none"]
-    sim.run_to_end()
-
-
-def test_lpm_and_dfs_weight_differ_on_the_same_queue():
-    def first_admitted(policy: str) -> str:
-        sim = Sim(schedule_policy=policy)
-        sim.cache(span(100, 30))
-        sim.cache(span(200, 20))
-        sim.add("light", span(100, 30) + span(1000, 6))
-        for i in range(3):
-            sim.add(f"heavy{i}", span(200, 20) + span(2000 + 100 * i, 6))
-        return rids(sim.step())[0]
-
-    assert first_admitted("lpm") == "light"
-    assert first_admitted("dfs-weight") == "heavy0"
+# ------------------------------------------------------------------------------ aging
 
 
 @pytest.mark.parametrize("policy", ["lpm", "dfs-weight"])
@@ -232,6 +98,33 @@ def test_new_request_joins_the_running_decode_batch():
     sim.run_to_end()
 
 
+def test_start_decoding_moves_a_prefilled_request_to_running_and_caches_its_prompt():
+    sim = Sim()
+    req = sim.add("r", span(100, 10), max_new_tokens=8)
+    batch = sim.sched.schedule()
+    req.kv_len += batch.extend_lens[0]
+    req.output_ids.append(next_token(req))
+    assert sim.sched.pending == [req] and sim.sched.running == []
+    sim.sched.start_decoding(req)
+    assert sim.sched.pending == [] and sim.sched.running == [req]
+    assert req.tree_len == 10 and sim.tree.match_prefix(span(100, 10), record_hit=False).prefix_len == 10
+    sim.check()
+    sim.sched.start_decoding(req)                   # a running request stays where it is
+    assert sim.sched.running == [req] and sim.sched.pending == []
+    sim.run_to_end()
+    assert sim.finished == [req]
+
+
+def test_without_a_prefix_cache_requests_keep_their_own_slots():
+    sim = Sim(radix_cache=False)
+    req = sim.add("r", span(100, 10), max_new_tokens=8)
+    sim.step()
+    assert sim.sched.running == [req] and req.tree_len == 0
+    assert len(sim.sched.used_slots()) == req.kv_len == 10
+    sim.run_to_end()
+    assert sim.allocator.num_free == sim.allocator.num_usable
+
+
 def test_long_prompt_is_prefilled_in_chunks_of_max_prefill_tokens():
     sim = Sim(max_prefill_tokens=16)
     req = sim.add("long", span(100, 50), max_new_tokens=2)
@@ -267,9 +160,7 @@ def test_a_draft_is_extended_in_one_chunk_with_the_row_before_it():
     req.draft_ids = []
     req.output_ids.append(next_token(req))
     assert sim.allocator.num_free == free + 3 and req.kv_len == len(req.fill_ids) - 1
-    sim.sched.pending.remove(req)
-    sim.sched.running.append(req)
-    sim.sched.commit_to_tree(req)
+    sim.sched.start_decoding(req)
     sim.check()
     sim.run_to_end()
     assert len(req.output_ids) == 8
