@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import importlib
 
 import pytest
 
 import sgnb
+from tests.fresh_python import heavy_modules_after
 
 SGLANG_NAMES = [
     "gen", "gen_int", "gen_string", "select", "image", "video", "system", "user", "assistant",
@@ -20,16 +19,28 @@ SGLANG_NAMES = [
 
 
 def test_import_loads_no_heavy_modules():
+    code = "import sgnb as sgl\nsgl.gen, sgl.select, sgl.function, sgl.user, sgl.global_config, sgl.set_default_backend"
+    assert heavy_modules_after(code) == []
+
+
+def test_importing_the_packages_and_their_light_exports_loads_no_heavy_modules():
     code = (
-        "import sys, sgnb as sgl\n"
-        "sgl.gen, sgl.select, sgl.function, sgl.user, sgl.global_config, sgl.set_default_backend\n"
-        "heavy = [m for m in ('torch', 'triton', 'ipywidgets', 'transformers', 'IPython') if m in sys.modules]\n"
-        "print(','.join(heavy))\n"
+        "import sgnb.engine, sgnb.pipeline, sgnb.widgets, sgnb.kernels, sgnb.constrained, sgnb.magics\n"
+        "sgnb.engine.EngineError, sgnb.engine.SamplingParams, sgnb.pipeline.export_notebook, sgnb.pipeline.read_rows\n"
+        "sgnb.widgets.program_html, sgnb.widgets.cache_data, sgnb.widgets.mark_tokens"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": os.getcwd()})
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ""
+    assert heavy_modules_after(code) == []
+
+
+@pytest.mark.parametrize("package", ["sgnb", "sgnb.engine", "sgnb.pipeline", "sgnb.widgets"])
+def test_every_lazy_export_resolves_and_is_listed(package):
+    module = importlib.import_module(package)
+    assert module.__all__
+    for name in module.__all__:
+        value = getattr(module, name)
+        assert value is not None, name
+        assert vars(module)[name] is value, name  # cached: later lookups skip __getattr__
+    assert set(module.__all__) <= set(dir(module))
 
 
 def test_every_sglang_name_resolves():

@@ -5,18 +5,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sgnb._lazy import lazy_exports
 
-__all__ = ["Engine", "EngineError", "SamplingParams"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("Engine", "EngineError"):
-        from sgnb.engine import engine
-
-        return getattr(engine, name)
-    if name == "SamplingParams":
-        from sgnb.engine.sampling_params import SamplingParams
-
-        return SamplingParams
-    raise AttributeError(f"module 'sgnb.engine' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "sgnb.engine.engine": ("Engine",),
+    "sgnb.engine.errors": ("EngineError",),
+    "sgnb.engine.sampling_params": ("SamplingParams",),
+})

@@ -24,14 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sgnb.engine.errors import ModelLoadError
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
     from gguf import GGUFReader, ReaderTensor
-
-
-class ModelLoadError(ValueError):
-    """A model file could not be read: not a GGUF, truncated, or an unsupported model."""
 
 
 # GGUF `general.architecture` -> (HF architectures entry, HF model_type, whether Q/K rows are permuted)

@@ -21,15 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sgnb.engine.errors import ModelNotFoundError, ModelPullError
+
 ProgressFn = Callable[[str], None]
-
-
-class ModelNotFoundError(ValueError):
-    """A model name or path that names no known model, HF folder, or GGUF file."""
-
-
-class ModelPullError(RuntimeError):
-    """Fetching or unpacking a known model's package failed (no network, bad wheel...)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ vllm-flash-attn). Pick one with `get_attention_ops(name, device)`. Importing thi
 
 from __future__ import annotations
 
-from sgnb.kernels.backend import BACKEND_NAMES, AttentionOps, BackendUnavailableError, get_attention_ops
+from sgnb.kernels.backend import BACKEND_NAMES, AttentionOps, get_attention_ops
+from sgnb.kernels.errors import BackendUnavailableError
 
 __all__ = ["BACKEND_NAMES", "AttentionOps", "BackendUnavailableError", "get_attention_ops"]

@@ -20,14 +20,12 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from sgnb.kernels.errors import BackendUnavailableError
+
 if TYPE_CHECKING:
     import torch
 
 BACKEND_NAMES = ("auto", "torch", "triton", "flash")
-
-
-class BackendUnavailableError(ValueError):
-    """The requested attention backend cannot run here (a package is missing or the device is wrong)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from sgnb.kernels.backend import BackendUnavailableError
+from sgnb.kernels.errors import BackendUnavailableError
 from sgnb.kernels.torch_ref import store_kv  # noqa: F401  (a plain index_put is all a store needs)
 from sgnb.kernels.validation import (check_indptr_pair, check_index_vector, check_pool, check_query,
                                      check_same_device, check_sm_scale)

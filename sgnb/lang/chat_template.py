@@ -11,15 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from sgnb.lang.errors import ChatTemplateError
+
 #: `render(messages, add_generation_prompt) -> str`
 Renderer = Callable[[list[dict], bool], str]
 
 ROLES = ("system", "user", "assistant")
 _SENTINELS = {"system": "@@SGNB_SYS_9c1@@", "user": "@@SGNB_USR_7b2@@", "assistant": "@@SGNB_AST_4e3@@"}
-
-
-class ChatTemplateError(ValueError):
-    """A chat template whose role strings cannot be derived (e.g. it rewrites message contents)."""
 
 
 @dataclass(slots=True)

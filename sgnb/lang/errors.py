@@ -1,4 +1,5 @@
-"""Errors a program state raises to its readers: failure, unknown variable, interruption."""
+"""Errors of the language: what a program state raises to its readers (failure, unknown variable,
+interruption), chat templates that cannot be used, and the tracer's stop signal."""
 
 from __future__ import annotations
 
@@ -34,4 +35,13 @@ class ProgramInterrupted(KeyboardInterrupt):
         return f"program interrupted; aborted {self.num_aborted} running request(s)"
 
 
-__all__ = ["ProgramError", "UnknownVariableError", "ProgramInterrupted"]
+
+class ChatTemplateError(ValueError):
+    """A chat template whose role strings cannot be derived (e.g. it rewrites message contents)."""
+
+
+class StopTracing(Exception):
+    """The program did something that depends on a runtime value; the trace ends here."""
+
+
+__all__ = ["ChatTemplateError", "ProgramError", "ProgramInterrupted", "StopTracing", "UnknownVariableError"]

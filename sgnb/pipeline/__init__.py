@@ -11,24 +11,10 @@ from __future__ import annotations
 
 from sgnb._lazy import lazy_exports
 
-_EXPORTS = {
-    "export_notebook": "sgnb.pipeline.export",
-    "Export": "sgnb.pipeline.export",
-    "read_notebook": "sgnb.pipeline.notebook",
-    "read_rows": "sgnb.pipeline.rows",
-    "read_output": "sgnb.pipeline.rows",
-    "load_pipeline": "sgnb.pipeline.runner",
-    "run_pipeline": "sgnb.pipeline.runner",
-    "run_rows": "sgnb.pipeline.runner",
-    "main_for_module": "sgnb.pipeline.runner",
-    "PipelineError": "sgnb.pipeline.errors",
-    "NotebookError": "sgnb.pipeline.errors",
-    "RowError": "sgnb.pipeline.errors",
-    "OutputError": "sgnb.pipeline.errors",
-    "ProgramNotFoundError": "sgnb.pipeline.errors",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "sgnb.pipeline.export": ("export_notebook", "Export"),
+    "sgnb.pipeline.notebook": ("read_notebook",),
+    "sgnb.pipeline.rows": ("read_rows", "read_output"),
+    "sgnb.pipeline.runner": ("load_pipeline", "run_pipeline", "run_rows", "main_for_module"),
+    "sgnb.pipeline.errors": ("PipelineError", "NotebookError", "RowError", "OutputError", "ProgramNotFoundError"),
+})

@@ -6,12 +6,11 @@
     @assistant                                        s += sgnb.user(f"Judge this article:\\n{article}")
     Score: {gen("score", regex=r"[1-9]")}             s += sgnb.assistant("Score: " + sgnb.gen("score", regex=r"[1-9]"))
 
-The generated code must do exactly what `CellProgram` does, so the whitespace rules of the cell language (the
-literal text at the start and end of a role's content is stripped) are resolved here, at export time:
-a backward pass finds, for each piece of literal text, whether a role switch can follow it before anything
-else is appended (its trailing whitespace goes), a forward pass whether it can sit at the start of a role
-(its leading whitespace goes). Name lookup is mapped too: variables the program generates (`{answer}`) read
-the state (`s["answer"]`), the primitives become `sgnb.gen`/`sgnb.select`, `s` inside a fork is the branch.
+The generated code must do exactly what `CellProgram` does. This module emits the statements; the parts it
+builds on each hold one concept: `codegen_checks` (structures plain statements cannot express),
+`whitespace_flow` (which literal whitespace the cell language strips, resolved at export time),
+`name_rewrite` (what names mean: `{answer}` reads `s["answer"]`, primitives become `sgnb.gen`/`sgnb.select`,
+`s` inside a fork is the branch) and `literals` (strings and f-strings written for a reader).
 
 When the outcome depends on run time in a way plain statements cannot express (a role line inside a block,
 trailing whitespace that a role switch strips on some paths but not others, a loop variable reused outside its
@@ -23,75 +22,36 @@ where a cell appends nothing for None.
 from __future__ import annotations
 
 import ast
-import builtins
-import keyword
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sgnb.magics import nodes as n
-from sgnb.pipeline.code_cells import free_names
+from sgnb.pipeline.cell_tree import expr_source, expressions, parse_expr, target_names, target_source
+from sgnb.pipeline.code_cells import BUILTIN_NAMES
+from sgnb.pipeline.codegen_checks import check_generated_names, check_loops, check_roles
+from sgnb.pipeline.literals import is_literal_positive_int, literal_len, string_lines
+from sgnb.pipeline.name_rewrite import Rewrite, Scope, classify
+from sgnb.pipeline.whitespace_flow import resolve_whitespace
 
-PRIMITIVE_NAMES = frozenset({"gen", "gen_int", "gen_string", "select", "image", "video"})
-_BUILTINS = frozenset(dir(builtins))
 INDENT = "    "
-_MAX_INLINE = 72  # longest string literal kept on one line (longer text: one literal per line of text)
 _MAX_LINE = 88  # longest `s += ...` value kept on one line
 
-# trailing-whitespace fates (backward pass): what comes first after a piece of text on every path
-BARRIER, BOUNDARY, MIXED = "barrier", "boundary", "mixed"  # something appended / a role switch or the end / both
-# leading-whitespace states (forward pass): is the walk at the start of a role?
-AT_START, NOT_AT_START = "at-start", "not-at-start"
 
-
-class NotReadable(Exception):
-    """The cell cannot be written as plain statements with the same behaviour; `str()` says why."""
-
-
-def _join(*values: str) -> str:
-    return values[0] if all(v == values[0] for v in values) else MIXED
-
-
-@dataclass(slots=True)
-class _Scope:
-    """What names mean while generating one program."""
-
-    params: frozenset[str]
-    var_names: frozenset[str]
-    module_names: frozenset[str]
-    loop_names: frozenset[str]
-    taken: set[str] = field(default_factory=set)  # identifiers the generated code must not reuse
-
-    def fresh(self, base: str) -> str:
-        name, k = base, 2
-        while name in self.taken or keyword.iskeyword(name):
-            name, k = f"{base}{k}", k + 1
-        self.taken.add(name)
-        return name
-
-
-# ------------------------------------------------------------------ entry point
 def readable_program(template: n.CellTemplate, name: str, params: str | None,
                      module_names: frozenset[str] | set[str]) -> str:
     """The `@sgnb.function` definition of a parsed cell (no trailing newline). Raises `NotReadable`."""
     param_names = _param_names(params)
     all_names: set[str] = set()
     for expr in expressions(template.body):
-        all_names |= {x.id for x in ast.walk(_parse(expr_source(expr))) if isinstance(x, ast.Name)}
-    loop_names = _check_loops(template, param_names)
-    scope = _Scope(frozenset(param_names), template.var_names, frozenset(module_names), frozenset(loop_names),
-                   taken=all_names | param_names | set(module_names) | {"s", "sgnb"} | set(_BUILTINS))
-    for var in template.var_names:
-        if var in param_names:
-            continue
-        clash = var in module_names or var in _BUILTINS or var in PRIMITIVE_NAMES
-        if clash and var in all_names:
-            raise NotReadable(f"the generated variable {var!r} is also a notebook, builtin or primitive name, "
-                              "so what `{" + var + "}` means depends on run time")
-    texts = _resolve_whitespace(template, scope)
-    _check_roles(template.body)
+        all_names |= {x.id for x in ast.walk(parse_expr(expr_source(expr))) if isinstance(x, ast.Name)}
+    check_loops(template, param_names)
+    scope = Scope(frozenset(param_names), template.var_names, frozenset(module_names),
+                  taken=all_names | param_names | set(module_names) | {"s", "sgnb"} | set(BUILTIN_NAMES))
+    check_generated_names(template, param_names, module_names, all_names)
+    texts = resolve_whitespace(template, scope)
+    check_roles(template.body)
     body_lines = _Body(scope, texts).top_level(template.body)
     signature = f"s, {params.strip()}" if params and params.strip() else "s"
-    return "\n".join([f"@sgnb.function", f"def {name}({signature}):", *body_lines])
+    return "\n".join(["@sgnb.function", f"def {name}({signature}):", *body_lines])
 
 
 def _param_names(params: str | None) -> set[str]:
@@ -99,337 +59,6 @@ def _param_names(params: str | None) -> set[str]:
         return set()
     args = ast.parse(f"def f(s, {params}): pass").body[0].args  # the magic already checked it parses
     return {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a} - {"s"}
-
-
-# ------------------------------------------------------------------ structure checks
-def expressions(nodes: list[n.Node]) -> Iterator[n.PyExpr]:
-    """Every Python expression of a node tree: `{...}` values, loop iterables, fork counts, conditions."""
-    for node in nodes:
-        if isinstance(node, n.Expr):
-            yield node.expr
-        elif isinstance(node, n.For):
-            yield node.iterable
-            yield from expressions(node.body)
-        elif isinstance(node, n.Fork):
-            yield node.iterable if node.iterable is not None else node.count
-            yield from expressions(node.body)
-        elif isinstance(node, n.If):
-            for cond, body in node.branches:
-                yield cond
-                yield from expressions(body)
-            if node.orelse is not None:
-                yield from expressions(node.orelse)
-
-
-def target_names(target: n.PyTarget) -> set[str]:
-    """The names a `{for}` / `{fork}` target binds (`k, v` -> {"k", "v"})."""
-    loop = ast.parse(f"for {target.text}: pass").body[0]
-    return {x.id for x in ast.walk(loop.target) if isinstance(x, ast.Name)}
-
-
-def _check_loops(template: n.CellTemplate, params: set[str]) -> set[str]:
-    """Loop and fork variables must be unique, not parameters, and unused outside their block (Python's loop
-    variables outlive the loop; the cell's do not). Returns every loop variable."""
-    seen: set[str] = set()
-    reads: list[tuple[n.PyExpr, set[str]]] = []  # each expression, with the loop variables bound where it is
-
-    def visit(nodes: list[n.Node], bound: set[str]) -> None:
-        for node in nodes:
-            if isinstance(node, (n.For, n.Fork)):
-                reads.append((node.iterable if node.iterable is not None else node.count, bound))
-                names = target_names(node.target) if node.target is not None else set()
-                reused = names & (seen | params | {"s"})
-                if reused:
-                    raise NotReadable(f"loop variable {sorted(reused)[0]!r} is also a parameter or another "
-                                      "loop's variable")
-                seen.update(names)
-                visit(node.body, bound | names)
-            elif isinstance(node, n.If):
-                for cond, body in node.branches:
-                    reads.append((cond, bound))
-                    visit(body, bound)
-                if node.orelse is not None:
-                    visit(node.orelse, bound)
-            elif isinstance(node, n.Expr):
-                reads.append((node.expr, bound))
-
-    visit(template.body, set())
-    for expr, bound in reads:
-        used = free_names(_parse(expr_source(expr)))  # a comprehension's own `for i in ...` is not a use
-        outside = (used & seen) - bound
-        if outside:
-            raise NotReadable(f"loop variable {sorted(outside)[0]!r} is also used outside its loop")
-    return seen
-
-
-def _check_roles(nodes: list[n.Node], depth: int = 0) -> None:
-    for node in nodes:
-        if isinstance(node, n.Role) and depth:
-            raise NotReadable("a role line inside a {for}, {if} or {fork} block switches roles at run time")
-        for body in _bodies(node):
-            _check_roles(body, depth + 1)
-
-
-def _bodies(node: n.Node) -> list[list[n.Node]]:
-    if isinstance(node, (n.For, n.Fork)):
-        return [node.body]
-    if isinstance(node, n.If):
-        return [b for _, b in node.branches] + ([node.orelse] if node.orelse is not None else [])
-    return []
-
-
-# ------------------------------------------------------------------ whitespace
-def _dataflow(nodes: list[n.Node], state: str, step, fork, *, reverse: bool) -> str:
-    """Carry a `_join`-lattice state through a cell body, forward or backward.
-
-    step(node, state) -> state for a leaf node; fork(state) -> (state a fork's body starts with,
-    state after the fork). `if` joins its branches; `for` iterates its body to a fixed point.
-    """
-    for node in reversed(nodes) if reverse else nodes:
-        if isinstance(node, n.Fork):
-            entry, state = fork(state)
-            _dataflow(node.body, entry, step, fork, reverse=reverse)
-        elif isinstance(node, n.If):
-            outs = [_dataflow(b, state, step, fork, reverse=reverse) for _, b in node.branches]
-            outs.append(_dataflow(node.orelse, state, step, fork, reverse=reverse)
-                        if node.orelse is not None else state)
-            state = _join(*outs)
-        elif isinstance(node, n.For):
-            entry = state
-            while True:
-                out = _dataflow(node.body, entry, step, fork, reverse=reverse)
-                again = _join(state, out)
-                if again == entry:
-                    break
-                entry = again
-            state = _join(state, out)
-        else:
-            state = step(node, state)
-    return state
-
-
-def _resolve_whitespace(template: n.CellTemplate, scope: _Scope) -> dict[int, str]:
-    """The text each `Text` node really appends (id(node) -> text), as `CellProgram` would strip it."""
-    body = template.body
-    tail: dict[int, str] = {}
-    lead: dict[int, str] = {}
-
-    def backward(node: n.Node, follow: str) -> str:
-        if isinstance(node, n.Text):
-            tail[id(node)] = follow
-            return BARRIER if node.text.strip() else follow
-        if isinstance(node, n.Expr):
-            return BARRIER  # an expression flushes the pending text first, whatever its value
-        if isinstance(node, n.Role):
-            return BOUNDARY
-        return follow
-
-    def forward(node: n.Node, state: str) -> str:
-        if isinstance(node, n.Text):
-            lead[id(node)] = state
-            return NOT_AT_START if node.text.strip() else state
-        if isinstance(node, n.Expr):
-            kind = _classify(_parse(expr_source(node.expr)), scope, set())
-            if kind == "primitive":
-                return NOT_AT_START
-            if kind != "subprogram":  # a value: an empty one leaves the walk at the start
-                return NOT_AT_START if state == NOT_AT_START else MIXED
-            return state
-        if isinstance(node, n.Role):
-            return AT_START
-        return state
-
-    # backward: a branch ends by flushing without stripping; forward: branches leave the parent's state
-    _dataflow(body, BOUNDARY, backward, lambda _: (BARRIER, BARRIER), reverse=True)  # the end strips like a role
-    _dataflow(body, AT_START, forward, lambda state: (state, state), reverse=False)
-    texts: dict[int, str] = {}
-
-    def resolve(nodes: list[n.Node]) -> None:
-        for node in nodes:
-            if isinstance(node, n.Text):
-                try:
-                    texts[id(node)] = _strip(node, lead[id(node)], tail[id(node)])
-                except NotReadable as exc:
-                    line = template.first_line + template.source.count("\n", 0, node.start)
-                    raise NotReadable(f"cell line {line}: {exc}") from None
-            for b in _bodies(node):
-                resolve(b)
-
-    resolve(body)
-    return texts
-
-
-def _strip(node: n.Text, lead: str, tail: str) -> str:
-    text = node.text
-    where = f"literal text {text[:20]!r}"
-    if not text.strip():
-        if lead == AT_START or tail == BOUNDARY:
-            return ""
-        if lead == NOT_AT_START and tail == BARRIER:
-            return text
-        raise NotReadable(f"whether the whitespace {text!r} reaches the prompt depends on run time")
-    if text[0].isspace():
-        if lead == AT_START:
-            text = text.lstrip()
-        elif lead == MIXED:
-            raise NotReadable(f"{where} may or may not start a role (its leading whitespace would be stripped "
-                              "only then)")
-    if text[-1].isspace():
-        if tail == BOUNDARY:
-            text = text.rstrip()
-        elif tail == MIXED:
-            raise NotReadable(f"{where} is followed by a role switch on some paths only (its trailing "
-                              "whitespace would be stripped only then)")
-    return text
-
-
-# ------------------------------------------------------------------ expressions
-def expr_source(expr: n.PyExpr) -> str:
-    """The expression's own source text (for-headers are stored as `for TARGET in ITERABLE: pass`)."""
-    if expr.prefix_len == 0:
-        return expr.text
-    loop = ast.parse(expr.text).body[0]
-    return ast.get_source_segment(expr.text, loop.iter)
-
-
-def _parse(source: str) -> ast.Expression:
-    return ast.parse(source.strip(), mode="eval")
-
-
-def _classify(tree: ast.Expression, scope: _Scope, bound: set[str]) -> str:
-    """primitive | subprogram | inline (a name safe inside an f-string) | value."""
-    body = tree.body
-    if isinstance(body, ast.Call):
-        func = body.func
-        if isinstance(func, ast.Name) and func.id in PRIMITIVE_NAMES and func.id not in scope.params | bound:
-            return "primitive"
-        if isinstance(func, ast.Attribute) and func.attr in PRIMITIVE_NAMES and isinstance(func.value, ast.Name) \
-                and func.value.id in ("sgnb", "sgl"):
-            return "primitive"
-        if any(isinstance(a, ast.Name) and a.id == "s" for a in body.args):
-            return "subprogram"
-    if isinstance(body, ast.Name):
-        if body.id in scope.params or body.id in bound:
-            return "inline"
-        if body.id in scope.var_names:
-            return "inline"
-    return "value"
-
-
-class _Rewrite:
-    """Maps a cell expression's names onto the generated function's: state variables, `s`, primitives."""
-
-    def __init__(self, scope: _Scope, state: str, bound: set[str]) -> None:
-        self.scope = scope
-        self.state = state
-        self.bound = bound
-        self.reads_state = False
-
-    def __call__(self, source: str) -> str:
-        source = source.strip()
-        tree = ast.parse(source, mode="eval")
-        inner = _inner_bindings(tree)
-        local = self.scope.params | self.bound
-        edits: list[tuple[int, int, str]] = []
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Name) or not isinstance(node.ctx, ast.Load) or node.id in local:
-                continue
-            new = None
-            if node.id == "s":
-                new, self.reads_state = self.state, True
-            elif node.id in self.scope.var_names:
-                new, self.reads_state = f"{self.state}[{node.id!r}]", True
-            elif node.id in PRIMITIVE_NAMES and node.id not in self.scope.module_names:
-                new = f"sgnb.{node.id}"
-            if new is None:
-                continue
-            if node.id in inner:
-                raise NotReadable(f"{node.id!r} is bound inside the expression {source!r} and also means a "
-                                  "program name")
-            edits.append((*_span(source, node), new))
-        for start, end, new in sorted(edits, reverse=True):
-            source = source[:start] + new + source[end:]
-        return f"({source})" if "\n" in source else source
-
-
-def _inner_bindings(tree: ast.AST) -> set[str]:
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            out.add(node.id)
-        elif isinstance(node, ast.arg):
-            out.add(node.arg)
-    return out
-
-
-def _span(source: str, node: ast.AST) -> tuple[int, int]:
-    """Character offsets of `node` in `source` (ast columns count UTF-8 bytes)."""
-    lines = source.split("\n")
-
-    def offset(lineno: int, col: int) -> int:
-        line = lines[lineno - 1]
-        chars = len(line.encode()[:col].decode("utf-8", "ignore"))
-        return sum(len(x) + 1 for x in lines[:lineno - 1]) + chars
-
-    return offset(node.lineno, node.col_offset), offset(node.end_lineno, node.end_col_offset)
-
-
-# ------------------------------------------------------------------ emission
-def py_string(text: str, is_fstring: bool = False, quote: str | None = None) -> str:
-    """A Python literal for `text`: double quotes unless only single ones avoid escapes (braces doubled in an
-    f-string body)."""
-    if quote is None:
-        quote = "'" if '"' in text and "'" not in text else '"'
-    out = []
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == quote:
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 32 or ord(ch) == 127:
-            out.append(f"\\x{ord(ch):02x}")
-        elif is_fstring and ch in "{}":
-            out.append(ch * 2)
-        else:
-            out.append(ch)
-    return quote + "".join(out) + quote
-
-
-def _fstring(segments: list[tuple[str, str]]) -> str:
-    """`segments`: ("text", str) or ("inline", code); inline code holds no double quote and no backslash."""
-    if all(kind == "text" for kind, _ in segments):
-        return py_string("".join(value for _, value in segments))
-    text = "".join(value for kind, value in segments if kind == "text")
-    has_single = any("'" in value for kind, value in segments if kind == "inline")
-    quote = "'" if '"' in text and "'" not in text and not has_single else '"'
-    body = [py_string(value, True, quote)[1:-1] if kind == "text" else "{" + value + "}" for kind, value in segments]
-    return "f" + quote + "".join(body) + quote
-
-
-def _string_lines(segments: list[tuple[str, str]]) -> list[str]:
-    """A string group as literals, one per line of text (joined by Python's implicit concatenation)."""
-    chunks: list[list[tuple[str, str]]] = [[]]
-    for kind, value in segments:
-        if kind != "text":
-            chunks[-1].append((kind, value))
-            continue
-        parts = value.split("\n")
-        for i, part in enumerate(parts):
-            piece = part + ("\n" if i < len(parts) - 1 else "")
-            if piece:
-                chunks[-1].append(("text", piece))
-            if i < len(parts) - 1:
-                chunks.append([])
-    whole = _fstring(segments)
-    if len(whole) <= _MAX_INLINE or len(chunks) == 1:
-        return [whole]
-    return [_fstring(chunk) for chunk in chunks if chunk]
 
 
 @dataclass(slots=True)
@@ -455,7 +84,7 @@ def _render(entries: list, pad: str) -> list[str]:
 class _Body:
     """Emits statements for node lists; `texts` holds each Text node's resolved text."""
 
-    def __init__(self, scope: _Scope, texts: dict[int, str]) -> None:
+    def __init__(self, scope: Scope, texts: dict[int, str]) -> None:
         self.scope = scope
         self.texts = texts
 
@@ -504,8 +133,8 @@ class _Body:
                     parts.append(("text", text))
             elif isinstance(node, n.Expr):
                 source = expr_source(node.expr)
-                kind = _classify(_parse(source), self.scope, bound)
-                rewrite = _Rewrite(self.scope, state, bound)
+                kind = classify(parse_expr(source), self.scope, bound)
+                rewrite = Rewrite(self.scope, state, bound)
                 code = rewrite(source)
                 if rewrite.reads_state and any(k == "primitive" for k, _ in parts):
                     flush()  # the value must be read after what came before it was appended
@@ -523,15 +152,15 @@ class _Body:
                 flush()
                 lines: list[str] = []
                 for i, (cond, body) in enumerate(node.branches):
-                    code = _Rewrite(self.scope, state, bound)(expr_source(cond))
+                    code = Rewrite(self.scope, state, bound)(expr_source(cond))
                     lines += [f"{'if' if i == 0 else 'elif'} {code}:", *nested(body, bound)]
                 if node.orelse is not None:
                     lines += ["else:", *nested(node.orelse, bound)]
                 out.append(lines)
             elif isinstance(node, n.For):
                 flush()
-                target = _target_source(node.target)
-                iterable = _Rewrite(self.scope, state, bound)(expr_source(node.iterable))
+                target = target_source(node.target)
+                iterable = Rewrite(self.scope, state, bound)(expr_source(node.iterable))
                 out.append([f"for {target} in {iterable}:", *nested(node.body, bound | target_names(node.target))])
             elif isinstance(node, n.Fork):
                 flush()
@@ -546,14 +175,14 @@ class _Body:
         inner_bound = bound | (target_names(node.target) if node.target is not None else set())
         body = _render(self.entries(node.body, branch, inner_bound), INDENT) or [INDENT + "pass"]
         if node.count is not None:
-            count = _Rewrite(self.scope, state, bound)(node.count.text)
+            count = Rewrite(self.scope, state, bound)(node.count.text)
             lines = [f"{forks} = {state}.fork({count})", f"for {branch} in {forks}:", *body, f"{forks}.join({join})"]
-            if _literal_int(count):
+            if is_literal_positive_int(count):
                 return lines
             return [f"if {count}:", *[INDENT + x for x in lines]]  # the cell skips a fork of 0
-        target = _target_source(node.target)
-        iterable = _Rewrite(self.scope, state, bound)(expr_source(node.iterable))
-        size = _literal_len(iterable)
+        target = target_source(node.target)
+        iterable = Rewrite(self.scope, state, bound)(expr_source(node.iterable))
+        size = literal_len(iterable)
         if size:
             return [f"{forks} = {state}.fork({size})", f"for {target}, {branch} in zip({iterable}, {forks}):",
                     *body, f"{forks}.join({join})"]
@@ -574,7 +203,7 @@ class _Body:
                 items[-1][1].append((kind, value))  # type: ignore[union-attr]
             else:
                 items.append(("string", [(kind, value)]))
-        rendered = [[value] if kind == "primitive" else _string_lines(value) for kind, value in items]  # type: ignore[arg-type]
+        rendered = [[value] if kind == "primitive" else string_lines(value) for kind, value in items]  # type: ignore[arg-type]
         if all(len(r) == 1 for r in rendered) and len(" + ".join(r[0] for r in rendered)) <= _MAX_LINE:
             return [_Append(state, [" + ".join(r[0] for r in rendered)])]
         # one statement per text and the primitive after it (`s += "Label: " + sgnb.select(...)`)
@@ -590,27 +219,3 @@ class _Body:
             out.append(_Append(state, r if len(r) == 1 else ["(", *r, ")"]))
             i += 1
         return out
-
-
-def _target_source(target: n.PyTarget) -> str:
-    loop = ast.parse(f"for {target.text}: pass").body[0]
-    return ast.get_source_segment(f"for {target.text}: pass", loop.target)
-
-
-def _literal_len(code: str) -> int:
-    """len() of a literal list/tuple without starred items, else 0."""
-    try:
-        tree = ast.parse(code, mode="eval").body
-    except SyntaxError:
-        return 0
-    if isinstance(tree, (ast.List, ast.Tuple)) and not any(isinstance(e, ast.Starred) for e in tree.elts):
-        return len(tree.elts)
-    return 0
-
-
-def _literal_int(code: str) -> bool:
-    try:
-        value = ast.literal_eval(code)
-    except (ValueError, SyntaxError):
-        return False
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0

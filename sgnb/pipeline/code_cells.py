@@ -19,7 +19,7 @@ from sgnb.pipeline.notebook import CodeCell
 
 #: cell magics whose body is plain Python
 PYTHON_CELL_MAGICS = ("%%time", "%%capture", "%%timeit")
-_BUILTINS = frozenset(dir(builtins))
+BUILTIN_NAMES = frozenset(dir(builtins))
 _LINE_MAGIC = re.compile(r"^(\s*)(?:[%!]|[A-Za-z_][\w, ]*=\s*[%!])")
 _HELP = re.compile(r"^(\s*)[\w.]+\?{1,2}\s*$")
 
@@ -87,7 +87,7 @@ def cell_statements(cell: CodeCell) -> tuple[list[Statement], str | None]:
             mutates |= mutated_names(node)
         text = "\n".join(lines[first - 1:last]).rstrip()
         # a statement's own bindings are not dependencies (every definition of a needed name is kept anyway)
-        out.append(Statement(cell.number, text, frozenset(defines), frozenset(uses - defines - _BUILTINS),
+        out.append(Statement(cell.number, text, frozenset(defines), frozenset(uses - defines - BUILTIN_NAMES),
                              frozenset(mutates)))
     return out, None
 

@@ -23,3 +23,8 @@ class OutputError(PipelineError):
 
 class ProgramNotFoundError(PipelineError):
     """`FILE:PROGRAM` does not name a program of that pipeline module."""
+
+
+class NotReadable(Exception):
+    """A `%%sgl` cell cannot be written as plain statements with the same behaviour; `str()` says why. Internal
+    to `sgnb export`, which then embeds the cell source instead."""

@@ -2,7 +2,7 @@
 
 Each named `%%sgl NAME(params)` cell becomes an `@sgnb.function` written as ordinary `s += ...` code
 (`cell_codegen.py`), with the cell's source kept above it as a comment. When a cell's behaviour cannot be
-written as plain statements (see `cell_codegen.NotReadable`), and for unnamed cells (whose parameters are
+written as plain statements (see `errors.NotReadable`), and for unnamed cells (whose parameters are
 whatever the rows hold), the cell source is embedded and compiled at import time with
 `sgnb.magics.compile_cell`, which runs it exactly as the magic does. The notebook code the programs read
 (constants, helper functions, sub-programs, imports) is copied before them, in notebook order, and nothing
@@ -16,9 +16,12 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sgnb.pipeline.cell_codegen import NotReadable, py_string, readable_program
+from sgnb.magics import nodes as n
+from sgnb.pipeline.cell_codegen import readable_program
+from sgnb.pipeline.cell_tree import child_bodies, expr_source, expressions, parse_expr, target_names
 from sgnb.pipeline.code_cells import Statement, cell_statements, needed_statements
-from sgnb.pipeline.errors import NotebookError
+from sgnb.pipeline.errors import NotebookError, NotReadable
+from sgnb.pipeline.literals import py_string
 from sgnb.pipeline.notebook import CodeCell, ErrorExampleCell, SglCell, read_notebook
 
 
@@ -104,25 +107,19 @@ def export_notebook(path: str | Path, output_name: str = "pipeline.py") -> Expor
     return Export(source, programs, skipped)
 
 
-def _free_names(template, params: str | None) -> set[str]:
+def _free_names(template: n.CellTemplate, params: str | None) -> set[str]:
     """The notebook names a cell may read: every name its expressions and parameter defaults read, minus its
     parameters, loop variables and generated variables (an over-approximation otherwise)."""
-    from sgnb.pipeline.cell_codegen import expr_source, expressions, target_names
-
     names: set[str] = set()
     local: set[str] = set(template.var_names) | {"s"}
     for expr in expressions(template.body):
-        names |= {x.id for x in ast.walk(ast.parse(expr_source(expr).strip(), mode="eval"))
-                  if isinstance(x, ast.Name)}
+        names |= {x.id for x in ast.walk(parse_expr(expr_source(expr))) if isinstance(x, ast.Name)}
 
-    def loops(nodes) -> None:
-        from sgnb.magics import nodes as n
-
+    def loops(nodes: list[n.Node]) -> None:
         for node in nodes:
             if isinstance(node, (n.For, n.Fork)) and node.target is not None:
                 local.update(target_names(node.target))
-            for body in ([node.body] if isinstance(node, (n.For, n.Fork)) else
-                         [b for _, b in node.branches] + [node.orelse or []] if isinstance(node, n.If) else []):
+            for body in child_bodies(node):
                 loops(body)
 
     loops(template.body)

@@ -204,7 +204,7 @@ def _run_one(program: Any, row: InputRow, args: dict, backend: Any, spec: Any) -
         state = run_program(program, backend, (), kwargs, spec, stream=False, raise_errors=False)
         error = state.error()
         if error is None:
-            record["output"] = dict(state.stream_executor.variables)
+            record["output"] = dict(state.stream_executor.data.variables)
     except Exception as exc:  # noqa: BLE001 - a failing row is recorded, the run goes on
         error = exc
     if error is not None:
@@ -327,7 +327,7 @@ def split_target(target: str) -> tuple[str, str | None]:
 
 def main_for_module(module: ModuleType, argv: list[str] | None = None) -> int:
     """The `__main__` of an exported pipeline: `python pipeline.py PROGRAM --input ROWS --output OUT`."""
-    from sgnb.engine.model_store import ModelPullError
+    from sgnb.engine.errors import ModelPullError
 
     where = getattr(module, "__file__", None) or module.__name__
     parser = argparse.ArgumentParser(prog=f"python {Path(where).name}",

@@ -14,21 +14,13 @@ from __future__ import annotations
 
 from sgnb._lazy import lazy_exports
 
-_EXPORTS = {
-    "ProgramView": "sgnb.widgets.program_view",
-    "CacheTree": "sgnb.widgets.cache_tree",
-    "ConstraintPath": "sgnb.widgets.constraint_path",
-    "program_html": "sgnb.widgets.static_html",
-    "cache_html": "sgnb.widgets.static_html",
-    "constraint_html": "sgnb.widgets.static_html",
-    "program_data": "sgnb.widgets.program_data",
-    "cache_data": "sgnb.widgets.cache_data",
-    "constraint_data": "sgnb.widgets.constraint_data",
-    "mark_tokens": "sgnb.widgets.token_marks",
-    "TOKEN_KINDS": "sgnb.widgets.token_marks",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "sgnb.widgets.program_view": ("ProgramView",),
+    "sgnb.widgets.cache_tree": ("CacheTree",),
+    "sgnb.widgets.constraint_path": ("ConstraintPath",),
+    "sgnb.widgets.static_html": ("program_html", "cache_html", "constraint_html"),
+    "sgnb.widgets.program_data": ("program_data",),
+    "sgnb.widgets.cache_data": ("cache_data",),
+    "sgnb.widgets.constraint_data": ("constraint_data",),
+    "sgnb.widgets.token_marks": ("mark_tokens", "TOKEN_KINDS"),
+})

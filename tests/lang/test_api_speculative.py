@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from sgnb.lang.backends.api_speculative import ChatSpecTurn, CompletionSpeculator, SpecGen, match_turn
-from sgnb.lang.backends.base import SamplingSpec, UnsupportedFeatureError
+from sgnb.lang.backends.base import SamplingSpec
+from sgnb.lang.backends.errors import UnsupportedFeatureError
 
 CHARACTER = ["Name:", SpecGen("name", ["\n"]), "\nBirthday:", SpecGen("birthday", ["\n"]), "\nJob:",
              SpecGen("job", ["\n"])]

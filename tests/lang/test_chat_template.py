@@ -7,9 +7,9 @@ import pytest
 from sgnb.lang.chat_template import (
     CHATML_TEMPLATE,
     ChatTemplate,
-    ChatTemplateError,
     get_chat_template,
 )
+from sgnb.lang.errors import ChatTemplateError
 
 
 @pytest.fixture(scope="module")

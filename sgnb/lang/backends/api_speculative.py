@@ -32,13 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sgnb.lang.backends.base import Backend, BackendError, GenContext, SamplingSpec, UnsupportedFeatureError
+from sgnb.lang.backends.base import Backend, GenContext, SamplingSpec
+from sgnb.lang.backends.errors import SpecMatchError, UnsupportedFeatureError
 
 DEFAULT_MAX_NUM_TRIES = 3
-
-
-class SpecMatchError(BackendError):
-    """The reply of a speculative call never matched the program's format, and no fallback was possible."""
 
 
 @dataclass(slots=True)
