@@ -7,28 +7,28 @@ Callers block on per-request sinks, so a notebook stays responsive and Ctrl-C ab
 
 from __future__ import annotations
 
+import functools
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from sgnb.engine import postprocess
-from sgnb.engine.attention import ForwardMode
+from sgnb.engine.counters import Counters, engine_stats
 from sgnb.engine.engine_config import EngineConfig
+from sgnb.engine.errors import EngineError, PoolExhausted
 from sgnb.engine.kv_cache import KVPool, ReqToTokenPool
 from sgnb.engine.model_runner import ModelRunner
+from sgnb.engine.no_prefix_cache import NoPrefixCache
+from sgnb.engine.postprocess import PostprocessContext
+from sgnb.engine.prefix_cache import PrefixCache
 from sgnb.engine.radix_cache import RadixCache
 from sgnb.engine.request import Req, new_rid
 from sgnb.engine.sampling_params import SamplingParams
-from sgnb.engine.scheduler import PoolExhausted, ScheduleBatch, Scheduler
+from sgnb.engine.scheduler import ScheduleBatch, Scheduler
 from sgnb.engine.slot_allocator import SlotAllocator
 from sgnb.engine.tokenizer import load_tokenizer
-
-
-class EngineError(RuntimeError):
-    """A request failed inside the engine (the engine itself keeps serving)."""
 
 
 class Engine:
@@ -43,8 +43,8 @@ class Engine:
             self.config = EngineConfig(model=model, **kwargs)
         except TypeError as exc:
             raise ValueError(f"unknown Engine option: {exc}") from None
-        self.counters = postprocess.Counters()
-        self._reqs: dict[str, Req] = {}
+        self.counters = Counters()
+        self._reqs: dict[str, Req] = {}         # unfinished requests by rid; delivery removes them
         self._inbox: list[Req] = []
         self._aborts: list[tuple[str, str]] = []
         self._inflight: ScheduleBatch | None = None
@@ -85,13 +85,15 @@ class Engine:
         num_slots = cfg.max_total_tokens or KVPool.slots_for_budget(mc, int(cfg.kv_cache_gb * 2**30), self.dtype)
         self.kv_pool = KVPool(mc, num_slots, self.dtype, cfg.device)
         self.allocator = SlotAllocator(num_slots)
-        self.tree = RadixCache(self.allocator, disabled=not cfg.radix_cache)
+        self.tree: PrefixCache = RadixCache(self.allocator) if cfg.radix_cache else NoPrefixCache(self.allocator)
         self.req_pool = ReqToTokenPool(cfg.max_running_requests + 1, self.max_context_len + 1, cfg.device)
         self.scheduler = Scheduler(cfg.scheduler_config(), self.allocator, self.tree, self.req_pool)
         self.ops = get_attention_ops(cfg.attention_backend, cfg.device)
         self.runner = ModelRunner(self.model, self.kv_pool, self.req_pool, self.ops, cfg.device,
                                   cfg.cuda_graph_batch_sizes())
         self.eos_ids = tuple(sorted(set(mc.eos_token_ids) | ({self.tokenizer.eos_token_id} - {None})))
+        self._post = PostprocessContext(self.tokenizer, self.eos_ids, self.max_context_len, self.counters,
+                                        self.scheduler, self._reqs)
 
     # ------------------------------------------------------------------ public API
 
@@ -146,17 +148,24 @@ class Engine:
 
     def stats(self) -> dict:
         with self._cv:
-            return postprocess.engine_stats(self)
+            return engine_stats(self.counters, self.tree, self.allocator, self.scheduler)
 
     def snapshot(self, max_nodes: int = 500) -> dict:
         """Plain data for widgets: the radix tree, the queues and the stats."""
         with self._cv:
             return {
                 "cache": self.tree.snapshot(decode=self._decode, max_nodes=max_nodes),
-                "stats": postprocess.engine_stats(self),
+                "stats": engine_stats(self.counters, self.tree, self.allocator, self.scheduler),
                 "waiting": [r.rid for r in self.scheduler.waiting],
                 "running": [r.rid for r in self.scheduler.admitted],
             }
+
+    def node_text(self, node_id: int) -> dict:
+        """{"id", "text", "num_tokens"}: the decoded root path down to radix node `node_id` (a widget click).
+        Raises ValueError when the cache holds no such node (evicted since the snapshot)."""
+        with self._cv:
+            tokens = self.tree.node_tokens(node_id)
+        return {"id": node_id, "text": self._decode(tokens), "num_tokens": len(tokens)}
 
     def shutdown(self) -> None:
         with self._cv:
@@ -176,6 +185,11 @@ class Engine:
                stream, rid, is_score) -> tuple[list[Req], bool]:
         if (prompt is None) == (input_ids is None):
             raise ValueError("pass exactly one of prompt or input_ids")
+        if prompt is not None and not isinstance(prompt, (str, list, tuple)):
+            raise ValueError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}")
+        if input_ids is not None and not isinstance(input_ids, (list, tuple)):
+            raise ValueError(f"input_ids must be a list of token ids or a list of such lists, "
+                             f"got {type(input_ids).__name__}")
         is_single = isinstance(prompt, str) or (input_ids is not None and input_ids and isinstance(input_ids[0], int))
         if is_single:
             items = [prompt] if prompt is not None else [input_ids]
@@ -189,6 +203,8 @@ class Engine:
         rids = _per_item(rid, n, "rid")
         reqs = []
         for i, item in enumerate(items):
+            if prompt is None and not isinstance(item, (list, tuple)):
+                raise ValueError(f"input_ids must be a list of token ids or a list of such lists, got {item!r}")
             ids = self._tokenize(item) if prompt is not None else list(item)
             reqs.append(self._make_req(ids, params[i], return_logprob, starts[i], top_logprobs_num or 0,
                                        stream, rids[i], is_score))
@@ -211,7 +227,16 @@ class Engine:
     def _tokenize(self, text: Any) -> list[int]:
         if not isinstance(text, str):
             raise ValueError(f"prompt must be a string, got {type(text).__name__}")
+        # exact bound, checked before tokenizing (megabytes take seconds): no token covers more characters
+        # than its own vocabulary string has (one per byte, or more), so a longer text needs too many tokens
+        if len(text) > self.max_context_len * self._longest_token_chars:
+            raise ValueError(f"prompt is {len(text)} characters: more than the context ({self.max_context_len} "
+                             f"tokens of at most {self._longest_token_chars} characters) can hold")
         return self.tokenizer.encode(text)
+
+    @functools.cached_property
+    def _longest_token_chars(self) -> int:
+        return max(map(len, self.tokenizer.get_vocab()))
 
     def _make_req(self, ids: list[int], params: dict | None, return_logprob: bool, start: int | None,
                   top_logprobs_num: int, stream: bool, rid: str | None, is_score: bool) -> Req:
@@ -220,6 +245,8 @@ class Engine:
         if any(not isinstance(t, int) or not 0 <= t < self.model_config.vocab_size for t in ids):
             raise ValueError(f"input_ids must be ints in [0, {self.model_config.vocab_size})")
         sp = SamplingParams.from_dict(params)
+        if any(t >= self.model_config.vocab_size for t in sp.stop_token_ids):
+            raise ValueError(f"stop_token_ids must be in [0, {self.model_config.vocab_size}), got {sp.stop_token_ids}")
         if len(ids) >= self.max_context_len:
             raise ValueError(f"prompt is {len(ids)} tokens, longer than the context ({self.max_context_len} tokens "
                              f"including at least one generated token)")
@@ -231,13 +258,14 @@ class Engine:
             raise ValueError(f"top_logprobs_num must be in [0, {self.model_config.vocab_size}], got {top_logprobs_num}")
         req = Req(rid=rid or new_rid(), input_ids=ids, params=sp, return_logprob=return_logprob or is_score,
                   logprob_start_len=-1 if start is None else start, top_logprobs_num=top_logprobs_num,
-                  is_score=is_score, stream=stream)
+                  is_score=is_score, stream=stream,
+                  max_output_len=min(sp.max_new_tokens, self.max_context_len - len(ids)))
         if sp.sampling_seed is not None:
             req.generator = torch.Generator().manual_seed(sp.sampling_seed)
         if sp.regex is not None or sp.json_schema is not None:
             from sgnb.engine.constraint import build_constraint
 
-            req.constraint = build_constraint(sp, self)
+            req.constraint = build_constraint(sp, self, req.max_output_len)
         req.detok = postprocess.make_detokenizer(self.tokenizer, sp)
         if req.constraint is not None and not is_score:
             # text every output must start with goes straight into the prompt's prefill
@@ -300,23 +328,26 @@ class Engine:
                 self._take_inbox()
                 batch = self._schedule()
                 self._inflight = batch
-            if batch is None:
-                continue
-            keep_all = [postprocess.wants_input_rows(r, n) for r, n in zip(batch.reqs, batch.extend_lens)]
-            try:
-                out = self.runner.forward(batch, keep_all)
-                with self._cv:
-                    self._inflight = None
-                    postprocess.process_batch(self, batch, out, keep_all)
-            except Exception as exc:            # a bug or a bad model: fail this batch, keep serving
-                with self._cv:
-                    self._inflight = None
-                    for req in batch.reqs:
-                        if not req.sink.is_done:
-                            self._fail(req, exc)
+            if batch is not None:
+                self._run_batch(batch)
         with self._cv:
             for req in list(self._reqs.values()):
                 self._abort_req(req, "engine shut down")
+
+    def _run_batch(self, batch: ScheduleBatch) -> None:
+        """Run the model on `batch` (without the lock: callers may submit meanwhile), then postprocess it."""
+        keep_all = [postprocess.wants_input_rows(r, n) for r, n in zip(batch.reqs, batch.extend_lens)]
+        try:
+            out = self.runner.forward(batch, keep_all)
+            with self._cv:
+                self._inflight = None
+                postprocess.process_batch(self._post, batch, out, keep_all)
+        except Exception as exc:            # a bug or a bad model: fail this batch, keep serving
+            with self._cv:
+                self._inflight = None
+                for req in batch.reqs:
+                    if not req.sink.is_done:
+                        self._fail(req, exc)
 
     def _take_inbox(self) -> None:
         for req in self._inbox:
@@ -338,7 +369,7 @@ class Engine:
     def _abort_req(self, req: Req, message: str) -> None:
         self.scheduler.remove(req)
         req.finish_reason = {"type": "abort", "message": message}
-        postprocess.deliver(self, req)
+        postprocess.deliver(self._post, req)
 
     def _fail(self, req: Req, exc: BaseException) -> None:
         self.scheduler.remove(req)

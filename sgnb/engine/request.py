@@ -63,23 +63,24 @@ class Req:
     is_score: bool = False             # prefill only: input logprobs, no generated token
     stream: bool = False
     constraint: Any = None             # sgnb.engine.constraint.Constraint for regex / JSON requests
+    # most tokens the output may hold: max_new_tokens, or fewer where the context leaves less room after the
+    # prompt (the engine sets it); the constraint's budget rule closes outputs within it
+    max_output_len: int = -1
 
     output_ids: list[int] = field(default_factory=list)
     # forced tokens the retokenization rule held back, computed with their jump: the model's samples at the
     # rows before them confirm them one by one (into output_ids) or drop the rest (and their K/V)
     draft_ids: list[int] = field(default_factory=list)
     kv_len: int = 0                    # leading tokens of fill_ids whose K/V are in the pool
-    tree_len: int = 0                  # leading tokens whose slots belong to the radix tree (locked via last_node)
+    tree_len: int = 0                  # leading tokens whose slots belong to the prefix cache (locked via last_node)
     last_node: Any = None
     row: int | None = None             # row in the request-to-token table while admitted
-    cached_tokens: int = 0             # prompt tokens served from the radix cache (first admission)
+    cached_tokens: int = 0             # prompt tokens served from the prefix cache (first admission)
     num_skips: int = 0                 # scheduling rounds passed over while others were admitted
     num_retractions: int = 0
     arrival: float = field(default_factory=time.monotonic)
-    first_token_time: float | None = None
 
     finish_reason: dict | None = None
-    is_aborted: bool = False
     detok: IncrementalDetokenizer | None = None
     text: str = ""                     # output text, stop-trimmed once finished
     num_sent_chars: int = 0            # streamed so far
@@ -90,6 +91,10 @@ class Req:
     output_top_logprobs: list = field(default_factory=list)
     generator: Any = None              # torch.Generator when a sampling_seed is set
     sink: ResultSink = field(default_factory=ResultSink)
+
+    def __post_init__(self) -> None:
+        if self.max_output_len < 0:
+            self.max_output_len = self.params.max_new_tokens
 
     @property
     def fill_ids(self) -> list[int]:

@@ -46,7 +46,7 @@ def apply_masks(logits: torch.Tensor, reqs: list[Req], eos_ids: tuple[int, ...])
             banned = list(eos_ids) + req.params.stop_token_ids
             logits[i, banned] = float("-inf")
         if req.constraint is not None:
-            num_left = req.params.max_new_tokens - len(req.output_ids)
+            num_left = req.max_output_len - len(req.output_ids)
             logits[i].masked_fill_(~req.constraint.allowed_mask(num_left), float("-inf"))
 
 
@@ -59,6 +59,10 @@ def sample(logits: torch.Tensor, reqs: list[Req]) -> list[int]:
         return out.tolist()
     rows = (~greedy).nonzero().flatten().tolist()
     probs = _filtered_probs(logits[rows], [reqs[i].params for i in rows])
+    # a row with no mass left (every token masked: NaN or all zeros) takes its greedy token
+    is_empty = ~(probs.sum(dim=-1) > 0)
+    if bool(is_empty.any()):
+        probs[is_empty] = torch.nn.functional.one_hot(out[rows][is_empty], probs.shape[-1]).to(probs.dtype)
     unseeded = [j for j, i in enumerate(rows) if reqs[i].generator is None]
     if unseeded:
         out[[rows[j] for j in unseeded]] = torch.multinomial(probs[unseeded], 1).flatten()
@@ -81,9 +85,10 @@ def _filtered_probs(logits: torch.Tensor, params: list) -> torch.Tensor:
     ranks = torch.arange(probs.shape[-1]).unsqueeze(0)
     k = torch.tensor([k if k > 0 else probs.shape[-1] for k in top_ks]).unsqueeze(1)
     drop = ranks >= k
-    # top-p: drop a token once the mass before it already reaches top_p (the first token always stays)
+    # top-p: drop a token once the mass before it already reaches top_p
     drop |= (sorted_probs.cumsum(dim=-1) - sorted_probs) >= torch.tensor(top_ps).unsqueeze(1)
     drop |= sorted_probs < torch.tensor(min_ps).unsqueeze(1) * sorted_probs[:, :1]
+    drop[:, 0] = False   # the most likely token always stays (a top_p below fp32's range rounds to 0)
     sorted_probs = sorted_probs.masked_fill(drop, 0.0)
     return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
 

@@ -11,13 +11,11 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from sgnb.lang.backends.base import SamplingSpec, dtype_name
+from sgnb.lang.backends.base import SamplingSpec
 from sgnb.lang.choices import ChoicesMethod, resolve_choices_method
+from sgnb.lang.sampling_args import GEN_KEYWORDS, pop_sampling, with_keywords
 
 _expr_ids = itertools.count()
-
-#: gen() keyword -> SamplingSpec field
-_GEN_FIELD_NAMES = {"max_tokens": "max_new_tokens", "min_tokens": "min_new_tokens"}
 
 
 class Expr:
@@ -139,56 +137,32 @@ def _check_name(name: Any, what: str) -> None:
         raise ValueError(f"{what} name must be a non-empty string or None, got {name!r}")
 
 
+@with_keywords(GEN_KEYWORDS, defaults=None)
 def gen(
     name: str | None = None,
     max_tokens: int | None = None,
-    min_tokens: int | None = None,
-    n: int | None = None,
-    stop: str | Sequence[str] | None = None,
-    stop_token_ids: Sequence[int] | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
-    top_k: int | None = None,
-    min_p: float | None = None,
-    frequency_penalty: float | None = None,
-    presence_penalty: float | None = None,
-    ignore_eos: bool | None = None,
-    return_logprob: bool | None = None,
-    logprob_start_len: int | None = None,
-    top_logprobs_num: int | None = None,
-    return_text_in_logprobs: bool | None = None,
-    dtype: Any = None,
+    *,
     choices: Sequence[str] | None = None,
     choices_method: ChoicesMethod | str | None = None,
-    regex: str | None = None,
-    json_schema: str | dict | None = None,
+    **sampling: Any,
 ) -> Gen | Select:
     """Generate into variable `name`. With `choices`, this is `select(name, choices)`.
 
-    Unset arguments take the program's defaults (`run(max_new_tokens=..., temperature=...)`).
-    `dtype` (int, float, str, bool) and `regex` / `json_schema` constrain the output.
+    The sampling keywords are `sgnb.lang.sampling_args.GEN_KEYWORDS` (SGLang's names: `max_tokens`,
+    `min_tokens`, `stop`, `temperature`, ..., `repetition_penalty`, `sampling_seed`). Unset ones take the
+    program's defaults (`run(max_new_tokens=..., temperature=...)`). `dtype` (int, float, str, bool) and
+    `regex` / `json_schema` constrain the output.
     """
     _check_name(name, "gen")
+    given = pop_sampling(sampling, GEN_KEYWORDS)
+    if sampling:
+        raise TypeError(f"gen() got unexpected keyword argument(s): {', '.join(sorted(sampling))}")
     if choices is not None:
-        return select(name, list(choices), temperature=temperature or 0.0, choices_method=choices_method)
-    given = {
-        "max_tokens": max_tokens, "min_tokens": min_tokens, "n": n, "stop": stop,
-        "stop_token_ids": stop_token_ids, "temperature": temperature, "top_p": top_p, "top_k": top_k,
-        "min_p": min_p, "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty,
-        "ignore_eos": ignore_eos, "return_logprob": return_logprob, "logprob_start_len": logprob_start_len,
-        "top_logprobs_num": top_logprobs_num, "dtype": dtype, "regex": regex, "json_schema": json_schema,
-    }
-    sampling = {_GEN_FIELD_NAMES.get(k, k): v for k, v in given.items() if v is not None}
-    if isinstance(sampling.get("stop"), str):
-        sampling["stop"] = [sampling["stop"]]
-    if "stop" in sampling:
-        sampling["stop"] = list(sampling["stop"])
-    if dtype is not None and dtype_name(dtype) is None:
-        raise ValueError(f"gen(dtype=...) must be one of int, float, str, bool; got {dtype!r}")
-    if sum(x is not None for x in (dtype, regex, json_schema)) > 1:
-        raise ValueError("gen accepts at most one of regex, json_schema, dtype")
-    SamplingSpec().replace(**sampling)  # validate now, so the error points at the gen() call
-    return Gen(name, sampling)
+        return select(name, list(choices), temperature=given.get("temperature") or 0.0, choices_method=choices_method)
+    if max_tokens is not None:
+        given["max_new_tokens"] = max_tokens
+    spec = SamplingSpec().replace(**given)  # validate now, so the error points at the gen() call
+    return Gen(name, {key: getattr(spec, key) for key in given})  # as validated: a stop string in a list
 
 
 def gen_int(name: str | None = None, **kwargs: Any) -> Gen:

@@ -16,6 +16,7 @@ from sgnb.lang.errors import ProgramInterrupted
 from sgnb.lang.global_config import global_config
 from sgnb.lang.interpreter import StreamExecutor
 from sgnb.lang.interrupt import ProgramGroup, abort_on_interrupt
+from sgnb.lang.sampling_args import RUN_KEYWORDS, pop_run_defaults, with_keywords
 from sgnb.lang.state import ProgramState
 from sgnb.lang.tracer import TracedProgram, trace_program
 
@@ -71,72 +72,39 @@ class SglFunction:
         return self.run(*args, **kwargs)
 
     # ---------------------------------------------------------------- running
-    def run(
-        self,
-        *args: Any,
-        max_new_tokens: int = 128,
-        n: int = 1,
-        stop: str | list[str] | None = None,
-        stop_token_ids: list[int] | None = None,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        top_k: int = -1,
-        min_p: float = 0.0,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        ignore_eos: bool = False,
-        return_logprob: bool = False,
-        logprob_start_len: int | None = None,
-        top_logprobs_num: int | None = None,
-        return_text_in_logprobs: bool | None = None,
-        stream: bool = False,
-        backend: Any = None,
-        use_thread: bool = True,
-        **kwargs: Any,
-    ) -> ProgramState:
-        """Run once. Returns the state; with `stream=True` it returns at once and the program runs on a
+    @with_keywords(RUN_KEYWORDS, SamplingSpec(), keep_var_keyword=True)
+    def run(self, *args: Any, stream: bool = False, backend: Any = None, use_thread: bool = True,
+            **kwargs: Any) -> ProgramState:
+        """Run once. The sampling keywords (`sgnb.lang.sampling_args.RUN_KEYWORDS`: `max_new_tokens`,
+        `temperature`, ...) are the defaults of every gen; the other keywords are the program's arguments.
+        Returns the state; with `stream=True` it returns at once and the program runs on a
         thread (read it with `text_iter`). Without streaming, an error raised by the program (or the backend)
         is raised here; the state keeps it too (`state.error()`). Ctrl-C aborts the program's requests and
         raises `ProgramInterrupted` (a `KeyboardInterrupt`)."""
+        defaults = pop_run_defaults(kwargs)
         kwargs = self._check_args(args, kwargs)
-        defaults = SamplingSpec(
-            max_new_tokens=max_new_tokens, n=n, stop=stop or [], stop_token_ids=stop_token_ids or [],
-            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, ignore_eos=ignore_eos,
-            return_logprob=return_logprob, logprob_start_len=logprob_start_len,
-            top_logprobs_num=top_logprobs_num or 0,
-        )
         return run_program(self, resolve_backend(backend), args, kwargs, defaults, stream, raise_errors=True)
 
+    @with_keywords(RUN_KEYWORDS, SamplingSpec())
     def run_batch(
         self,
         batch_kwargs: list[dict[str, Any]],
         *,
-        max_new_tokens: int = 128,
-        n: int = 1,
-        stop: str | list[str] | None = None,
-        stop_token_ids: list[int] | None = None,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        top_k: int = -1,
-        min_p: float = 0.0,
-        frequency_penalty: float = 0.0,
-        presence_penalty: float = 0.0,
-        ignore_eos: bool = False,
-        return_logprob: bool = False,
-        logprob_start_len: int | None = None,
-        top_logprobs_num: int | None = None,
-        return_text_in_logprobs: bool | None = None,
         backend: Any = None,
         num_threads: int | str = "auto",
         progress_bar: bool = False,
         generator_style: bool = False,
         _precache: bool = True,
+        **sampling: Any,
     ) -> list[ProgramState] | Iterator[ProgramState]:
-        """Run once per kwargs dict, concurrently. A program that fails records its error on its own state
-        (`states[i].error()`); the others complete. The constant prefix of the program is committed into the
-        cache once before the batch starts (`global_config.enable_precache_with_tracing`). Ctrl-C stops every
-        run (started or not), aborts their requests and raises `ProgramInterrupted`."""
+        """Run once per kwargs dict, concurrently, with `run`'s sampling keywords. A program that fails records
+        its error on its own state (`states[i].error()`); the others complete. The constant prefix of the
+        program is committed into the cache once before the batch starts
+        (`global_config.enable_precache_with_tracing`). Ctrl-C stops every run (started or not), aborts their
+        requests and raises `ProgramInterrupted`."""
+        defaults = pop_run_defaults(sampling)
+        if sampling:
+            raise TypeError(f"run_batch() got unexpected keyword argument(s): {', '.join(sorted(sampling))}")
         if isinstance(batch_kwargs, dict) or not hasattr(batch_kwargs, "__iter__"):
             raise ValueError("run_batch takes a list of keyword-argument dicts, one per program run")
         batch_kwargs = list(batch_kwargs)
@@ -149,13 +117,6 @@ class SglFunction:
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"num_threads must be 'auto' or a positive integer, got {num_threads!r}")
         backend = resolve_backend(backend)
-        defaults = SamplingSpec(
-            max_new_tokens=max_new_tokens, n=n, stop=stop or [], stop_token_ids=stop_token_ids or [],
-            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty, ignore_eos=ignore_eos,
-            return_logprob=return_logprob, logprob_start_len=logprob_start_len,
-            top_logprobs_num=top_logprobs_num or 0,
-        )
         if not batch_kwargs:
             return iter([]) if generator_style else []
         if _precache and global_config.enable_precache_with_tracing and len(batch_kwargs) > 1:
@@ -285,10 +246,10 @@ def run_program(
         threading.Thread(target=body, name=f"sgnb-program-{executor.sid}", daemon=True).start()
         return state
     body()
-    if not isinstance(executor.error_, ProgramInterrupted):  # stopped: its backend calls have ended already
+    if not isinstance(executor.error, ProgramInterrupted):  # stopped: its backend calls have ended already
         executor.wait_tree_finished()
-    if raise_errors and executor.error_ is not None:
-        raise executor.error_
+    if raise_errors and executor.error is not None:
+        raise executor.error
     return state
 
 

@@ -45,6 +45,9 @@ def split_generate_request(body: Any) -> tuple[list[dict[str, Any]], bool]:
     unknown = sorted(set(body) - {"text", "input_ids", "stream", "return_text_in_logprobs", *_PER_PROMPT_FIELDS})
     if unknown:
         raise ValueError(f"unknown field(s) in /generate request: {', '.join(unknown)}")
+    for name in ("stream", "return_text_in_logprobs"):
+        if body.get(name) is not None and not isinstance(body[name], bool):
+            raise ValueError(f"'{name}' must be true or false, got {body[name]!r}")
     text, input_ids = body.get("text"), body.get("input_ids")
     if (text is None) == (input_ids is None):
         raise ValueError("/generate needs exactly one of 'text' or 'input_ids'")

@@ -13,17 +13,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-# OpenAI field -> engine sampling param, for fields passed through unchanged after a type check.
-_FLOAT_FIELDS = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "frequency_penalty": "frequency_penalty",
-    "presence_penalty": "presence_penalty",
-    "min_p": "min_p",  # vLLM / SGLang extension
-    "repetition_penalty": "repetition_penalty",  # vLLM / SGLang extension
-}
-_INT_FIELDS = {"top_k": "top_k", "min_tokens": "min_new_tokens", "seed": "sampling_seed"}
-_BOOL_FIELDS = {name: name for name in ("ignore_eos", "skip_special_tokens", "no_stop_trim")}
+from sgnb.engine.sampling_params import SAMPLING_FIELDS, check_value
+
+# OpenAI field (or vLLM / SGLang extension) -> engine sampling param, checked by the engine's rules for it;
+# max_tokens, regex and json_schema have their own rules below
+_SAMPLING_FIELDS = {f.openai_name: f.name for f in SAMPLING_FIELDS
+                    if f.openai_name is not None and f.openai_name not in ("max_tokens", "regex", "json_schema")}
 _MAX_STOP_STRINGS = 16
 _COMPLETION_DEFAULT_MAX_TOKENS = 16  # the OpenAI completions default
 _MAX_N = 16
@@ -58,10 +53,6 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValueError(f"request body must be a JSON object, got {type(body).__name__}")
@@ -73,18 +64,6 @@ def _model(body: dict[str, Any]) -> str | None:
     if model is not None and not isinstance(model, str):
         raise ValueError(f"'model' must be a string, got {model!r}")
     return model
-
-
-def _stop(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(s, str) and s for s in value):
-        raise ValueError(f"'stop' must be a non-empty string or a list of non-empty strings, got {value!r}")
-    if len(value) > _MAX_STOP_STRINGS:
-        raise ValueError(f"'stop' accepts at most {_MAX_STOP_STRINGS} strings, got {len(value)}")
-    return list(value)
 
 
 def _response_format(value: Any) -> dict[str, Any]:
@@ -117,32 +96,12 @@ def sampling_params_from_openai(body: dict[str, Any], default_max_tokens: int | 
         if not _is_int(max_tokens) or max_tokens < 0:
             raise ValueError(f"'max_tokens' must be a non-negative integer, got {max_tokens!r}")
         params["max_new_tokens"] = max_tokens
-    for src, dst in _FLOAT_FIELDS.items():
+    for src, dst in _SAMPLING_FIELDS.items():
         value = body.get(src)
         if value is not None:
-            if not _is_number(value):
-                raise ValueError(f"'{src}' must be a number, got {value!r}")
-            params[dst] = float(value)
-    for src, dst in _INT_FIELDS.items():
-        value = body.get(src)
-        if value is not None:
-            if not _is_int(value):
-                raise ValueError(f"'{src}' must be an integer, got {value!r}")
-            params[dst] = value
-    for src, dst in _BOOL_FIELDS.items():
-        value = body.get(src)
-        if value is not None:
-            if not isinstance(value, bool):
-                raise ValueError(f"'{src}' must be a boolean, got {value!r}")
-            params[dst] = value
-    stop = _stop(body.get("stop"))
-    if stop:
-        params["stop"] = stop
-    stop_token_ids = body.get("stop_token_ids")
-    if stop_token_ids is not None:
-        if not isinstance(stop_token_ids, list) or not all(_is_int(t) for t in stop_token_ids):
-            raise ValueError(f"'stop_token_ids' must be a list of integers, got {stop_token_ids!r}")
-        params["stop_token_ids"] = stop_token_ids
+            params[dst] = check_value(dst, value, shown_as=f"'{src}'")
+    if len(params.get("stop", ())) > _MAX_STOP_STRINGS:
+        raise ValueError(f"'stop' accepts at most {_MAX_STOP_STRINGS} strings, got {len(params['stop'])}")
     params.update(_response_format(body.get("response_format")))
     regex = body.get("regex")  # SGLang extension
     if regex is not None:
@@ -169,7 +128,7 @@ def _n(body: dict[str, Any]) -> int:
 
 
 def _stream(body: dict[str, Any]) -> tuple[bool, bool]:
-    stream = body.get("stream", False) or False
+    stream = False if body.get("stream") is None else body["stream"]
     if not isinstance(stream, bool):
         raise ValueError(f"'stream' must be a boolean, got {stream!r}")
     options = body.get("stream_options") or {}

@@ -99,6 +99,21 @@ def test_prompt_longer_than_the_context_is_rejected(engine):
     assert_still_serving(engine)
 
 
+def test_prompt_too_long_for_any_tokenization_is_rejected_by_its_length(engine):
+    too_long = "x" * (engine.max_context_len * engine._longest_token_chars + 1)
+    with pytest.raises(ValueError, match=f"prompt is {len(too_long)} characters"):
+        engine.generate(too_long, GREEDY)
+    assert_still_serving(engine)
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [({"prompt": 123}, "prompt"), ({"input_ids": 5}, "input_ids"),
+                                              ({"input_ids": [[1, 2], 3]}, "input_ids")])
+def test_prompt_of_the_wrong_type_is_a_value_error(engine, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        engine.generate(**kwargs, sampling_params=GREEDY)
+    assert_still_serving(engine)
+
+
 def test_empty_prompt_is_rejected(engine):
     with pytest.raises(ValueError, match="empty prompt"):
         engine.generate("", GREEDY)
@@ -207,6 +222,14 @@ def test_request_id_in_use_is_rejected(engine):
     ({"frequency_penalty": 3.0}, "frequency_penalty"),
     ({"min_new_tokens": 10, "max_new_tokens": 5}, "min_new_tokens"),
     ({"stop": [""]}, "stop"),
+    ({"stop": 5}, "stop"),
+    ({"stop_token_ids": 5}, "stop_token_ids"),
+    ({"stop_token_ids": [10**9]}, "stop_token_ids"),
+    ({"sampling_seed": 2**70}, "sampling_seed"),
+    ({"skip_special_tokens": "x"}, "skip_special_tokens"),
+    ({"ignore_eos": "no"}, "ignore_eos"),
+    ({"no_stop_trim": 3}, "no_stop_trim"),
+    ({"jump_forward": "x"}, "jump_forward"),
     ({"max_tokens": 5}, "unknown sampling parameter.*max_tokens"),
     ({"temprature": 0.5}, "unknown sampling parameter.*temprature"),
 ])
@@ -221,6 +244,17 @@ def test_one_bad_item_rejects_the_whole_batch_and_runs_nothing(engine):
     with pytest.raises(ValueError, match="top_p"):
         engine.generate(["one", "two", "three"], [GREEDY, {**GREEDY, "top_p": 2.0}, GREEDY])
     assert engine.stats()["num_finished"] == before
+    assert_still_serving(engine)
+
+
+def test_extreme_sampling_values_never_fail_the_other_requests_of_their_batch(engine):
+    sampled = {"max_new_tokens": 4, "temperature": 0.8, "sampling_seed": 3}
+    params = [sampled, {**sampled, "top_p": 1e-300}, {**sampled, "temperature": 1e-300}, GREEDY]
+    outs = engine.generate(["The sky is", "One, two,", "Paris is", "Water is"], params)
+    assert [o["meta_info"]["finish_reason"]["type"] for o in outs] == ["length"] * 4
+    # the extreme values leave only the most likely token: the greedy continuation
+    greedy = engine.generate(["One, two,", "Paris is"], GREEDY)
+    assert [o["output_ids"] for o in outs[1:3]] == [g["output_ids"] for g in greedy]
     assert_still_serving(engine)
 
 

@@ -199,3 +199,21 @@ def test_top_logprobs_are_each_rows_best_log_softmax_entries(dtype):
     torch.testing.assert_close(logps, expected.values)
     assert torch.equal(ids, expected.indices)
     assert sampler.top_logprobs(logits, 500)[1].shape == (3, 50)        # never more than the vocabulary
+
+
+def test_top_p_below_float32_range_keeps_the_most_likely_token():
+    assert kept_tokens(PROBS, top_p=1e-300) == {0}
+    assert sampled_tokens(PROBS, num_draws=50, top_p=1e-300) == {0}
+
+
+def test_tiny_temperature_samples_greedily_instead_of_overflowing():
+    assert SamplingParams(temperature=1e-300).is_greedy
+    assert sampled_tokens(PROBS, num_draws=50, temperature=1e-300) == {0}
+
+
+def test_a_row_with_every_token_masked_takes_its_greedy_token_and_spares_the_others():
+    logits = logits_of(PROBS).repeat(2, 1)
+    logits[0] = float("-inf")           # nothing allowed: softmax gives NaN
+    reqs = [make_req(seed=1), make_req(seed=2)]
+    out = sampler.sample(logits, reqs)
+    assert out[0] == 0 and 0 <= out[1] < len(PROBS)

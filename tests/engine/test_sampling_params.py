@@ -101,3 +101,39 @@ def test_from_dict_does_not_mutate_the_callers_dict():
 def test_from_dict_rejects_a_non_dict(params):
     with pytest.raises(ValueError, match="sampling_params must be a dict"):
         SamplingParams.from_dict(params)
+
+
+def test_every_field_has_a_valid_non_default_example_for_the_surface_tests():
+    from sgnb.engine.sampling_params import SAMPLING_FIELDS
+    from tests.sampling_examples import EXAMPLE_VALUES, without
+
+    assert set(EXAMPLE_VALUES) == {f.name for f in SAMPLING_FIELDS}
+    assert all(EXAMPLE_VALUES[f.name] != f.default for f in SAMPLING_FIELDS)
+    SamplingParams(**without("regex"))
+    SamplingParams(**without("json_schema"))
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"stop": 5}, "stop"),
+    ({"stop_token_ids": 5}, "stop_token_ids"),
+    ({"stop_token_ids": [-1]}, "stop_token_ids"),
+    ({"sampling_seed": 2**64}, "sampling_seed"),
+    ({"sampling_seed": -(2**63) - 1}, "sampling_seed"),
+    ({"skip_special_tokens": "x"}, "skip_special_tokens"),
+    ({"ignore_eos": "no"}, "ignore_eos"),
+    ({"no_stop_trim": 3}, "no_stop_trim"),
+    ({"jump_forward": "x"}, "jump_forward"),
+    ({"json_whitespace": 2}, "json_whitespace"),
+    ({"regex": 5}, "regex"),
+    ({"temperature": math.inf}, "temperature"),
+])
+def test_wrong_types_and_out_of_range_seeds_are_value_errors_naming_the_field(params, field):
+    with pytest.raises(ValueError, match=field):
+        SamplingParams(**params)
+
+
+@pytest.mark.parametrize("seed", [-(2**63), 0, 2**64 - 1])
+def test_seeds_in_torch_generator_range_are_accepted(seed):
+    import torch
+
+    torch.Generator().manual_seed(SamplingParams(sampling_seed=seed).sampling_seed)

@@ -12,8 +12,8 @@ import socket
 import pytest
 
 import sgnb as sgl
-from sgnb.lang.backends.api_speculative import SpecMatchError
-from sgnb.lang.backends.base import BackendError, GenContext, SamplingSpec, UnsupportedFeatureError
+from sgnb.lang.backends.base import GenContext, SamplingSpec
+from sgnb.lang.backends.errors import BackendError, SpecMatchError, UnsupportedFeatureError
 from sgnb.lang.backends.openai import OpenAI
 from sgnb.lang.backends.runtime_endpoint import RuntimeEndpoint
 from sgnb.lang.choices import token_length_normalized
@@ -248,6 +248,16 @@ def test_fallback_is_a_clear_error_when_the_api_cannot_continue_a_message(server
 # ---------------------------------------------------------------- errors
 
 
+@pytest.mark.parametrize("left_out", ["regex", "json_schema"])
+def test_requests_carry_every_sampling_field_the_way_sgnb_serve_reads_them(left_out):
+    from sgnb.serve.openai_protocol import sampling_params_from_openai
+    from tests.sampling_examples import without
+
+    backend = OpenAI("m", base_url="http://127.0.0.1:9/v1", is_chat_model=False, regex_field="regex")
+    spec = SamplingSpec(**without(left_out))
+    assert sampling_params_from_openai(backend._body(GenContext(text="Hi"), spec), None) == spec.to_engine_params()
+
+
 def test_unreachable_server_is_a_clear_error():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -259,9 +269,10 @@ def test_unreachable_server_is_a_clear_error():
 
 def test_server_errors_name_the_url_status_and_message(chat, server):
     with pytest.raises(BackendError) as info:
-        chat.generate(GenContext(text="", messages=MESSAGES), SamplingSpec(max_new_tokens=2, top_k=-5))
+        # each value is valid alone (what SamplingSpec checks); only the server sees they do not fit together
+        chat.generate(GenContext(text="", messages=MESSAGES), SamplingSpec(max_new_tokens=2, min_new_tokens=5))
     assert f"{server.url}/v1/chat/completions" in str(info.value) and "HTTP 400" in str(info.value)
-    assert "top_k" in str(info.value)
+    assert "min_new_tokens" in str(info.value)
     unknown = OpenAI("gpt-9", base_url=server.url)
     with pytest.raises(BackendError, match="HTTP 404.*'gpt-9' does not exist"):
         unknown.generate(GenContext(text="", messages=MESSAGES), SamplingSpec(max_new_tokens=2))

@@ -225,3 +225,21 @@ def test_run_batch_progress_bar_is_a_widget_in_a_notebook(tmp_path):
     bars = [m["state"] for m in states if m["model_name"] == "IntProgressModel"]
     assert len(bars) == 1 and bars[0]["value"] == bars[0]["max"] == 3
     assert bars[0]["bar_style"] == "success"
+
+
+def test_repetition_penalty_from_gen_or_from_run_changes_the_generation(backend):
+    prompt = "Say it again: blue blue blue blue blue blue blue blue"
+
+    @sgl.function
+    def plain(s):
+        s += prompt + sgl.gen("x", max_tokens=8, temperature=0)
+
+    @sgl.function
+    def penalized(s):
+        s += prompt + sgl.gen("x", max_tokens=8, temperature=0, repetition_penalty=2.0)
+
+    base = plain.run()["x"]
+    from_gen = penalized.run()["x"]
+    assert from_gen != base
+    assert plain.run(repetition_penalty=2.0)["x"] == from_gen
+    assert [s["x"] for s in plain.run_batch([{}], repetition_penalty=2.0)] == [from_gen]

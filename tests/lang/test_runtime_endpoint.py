@@ -8,7 +8,8 @@ import socket
 import pytest
 
 import sgnb as sgl
-from sgnb.lang.backends.base import BackendError, GenContext, SamplingSpec
+from sgnb.lang.backends.base import GenContext, SamplingSpec
+from sgnb.lang.backends.errors import BackendError
 from sgnb.lang.backends.runtime_endpoint import RuntimeEndpoint
 from sgnb.lang.choices import token_length_normalized, unconditional_likelihood_normalized
 from tests.serve.server_fixtures import API_KEY, keyed_server, server  # noqa: F401  (fixtures)
@@ -153,6 +154,7 @@ def test_unreachable_server_is_a_clear_error():
 
 def test_server_errors_name_the_url_status_and_message(endpoint, server):
     with pytest.raises(BackendError) as info:
-        endpoint.generate(GenContext(text="x"), SamplingSpec(max_new_tokens=2, top_k=-5))
+        # each value is valid alone (what SamplingSpec checks); only the server sees they do not fit together
+        endpoint.generate(GenContext(text="x"), SamplingSpec(max_new_tokens=2, min_new_tokens=5))
     message = str(info.value)
-    assert f"{server.url}/generate" in message and "HTTP 400" in message and "top_k" in message
+    assert f"{server.url}/generate" in message and "HTTP 400" in message and "min_new_tokens" in message

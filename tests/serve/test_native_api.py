@@ -8,6 +8,8 @@ import time
 import httpx
 import pytest
 
+from tests.sampling_examples import without
+
 pytestmark = pytest.mark.slow
 
 GREEDY = {"max_new_tokens": 6, "temperature": 0}
@@ -146,12 +148,29 @@ def test_closing_a_stream_early_aborts_the_request(client, engine):
         ({"text": ["a", "b"], "sampling_params": [{}]}, "one entry per prompt"),
         ({"text": "x", "extra_field": 1}, "extra_field"),
         ({"input_ids": [10**9]}, "input_ids"),
+        ({"text": "x", "sampling_params": {"stop": 5}}, "stop"),
+        ({"text": "x", "sampling_params": {"stop_token_ids": 5}}, "stop_token_ids"),
+        ({"text": "x", "sampling_params": {"skip_special_tokens": "x"}}, "skip_special_tokens"),
+        ({"text": "x", "sampling_params": {"ignore_eos": "no"}}, "ignore_eos"),
+        ({"text": "x", "sampling_params": {"no_stop_trim": 3}}, "no_stop_trim"),
+        ({"text": "x", "sampling_params": {"jump_forward": "x"}}, "jump_forward"),
+        ({"text": "x", "sampling_params": {"sampling_seed": 2**70}}, "sampling_seed"),
+        ({"text": "x", "stream": "yes"}, "'stream'"),
     ],
 )
 def test_bad_generate_requests_get_400_naming_the_problem(client, body, fragment):
     r = client.post("/generate", json=body)
     assert r.status_code == 400
     assert fragment in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("left_out", ["regex", "json_schema"])
+def test_generate_takes_every_engine_sampling_field(client, engine, left_out):
+    params = without(left_out)  # regex and json_schema exclude each other
+    r = client.post("/generate", json={"text": "Name a colour:", "sampling_params": params})
+    assert r.status_code == 200, r.text
+    assert 1 <= r.json()["meta_info"]["completion_tokens"] <= params["max_new_tokens"]
+    engine.check_integrity()
 
 
 def test_body_that_is_not_json_gets_400(client):

@@ -213,6 +213,18 @@ def test_bad_chat_messages_are_400(http, body, fragment):
     assert fragment in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("route", ["/v1/completions", "/v1/chat/completions"])
+@pytest.mark.parametrize(("field", "value"), [
+    ("ignore_eos", "no"), ("no_stop_trim", 3), ("jump_forward", "x"), ("skip_special_tokens", "x"),
+    ("stream", "yes"), ("stream", 0), ("stop_token_ids", 5), ("seed", 2**70),
+])
+def test_wrongly_typed_fields_are_400_naming_the_field(http, route, field, value):
+    prompt = {"prompt": "Hi"} if route == "/v1/completions" else {"messages": MESSAGES}
+    r = http.post(route, json={**prompt, "max_tokens": 2, field: value})
+    assert r.status_code == 400
+    assert f"'{field}'" in r.json()["error"]["message"]
+
+
 def test_bad_completion_prompt_is_400(http):
     r = http.post("/v1/completions", json={"prompt": {"not": "a prompt"}})
     assert r.status_code == 400 and "'prompt'" in r.json()["error"]["message"]

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from sgnb.engine.sampling_params import SAMPLING_FIELDS
 from sgnb.serve import openai_protocol as proto
+from tests.sampling_examples import EXAMPLE_VALUES
 
 
 def test_openai_fields_map_to_sglang_sampling_params():
@@ -19,6 +21,13 @@ def test_openai_fields_map_to_sglang_sampling_params():
         "max_new_tokens": 7, "temperature": 0.5, "top_p": 0.9, "stop": ["\n"], "sampling_seed": 3,
         "frequency_penalty": 0.1, "presence_penalty": 0.2, "top_k": 5, "min_new_tokens": 1, "ignore_eos": True,
     }
+
+
+@pytest.mark.parametrize("field", SAMPLING_FIELDS, ids=lambda f: f.name)
+def test_every_engine_sampling_field_has_an_openai_field(field):
+    assert field.openai_name is not None
+    value = EXAMPLE_VALUES[field.name]
+    assert proto.sampling_params_from_openai({field.openai_name: value}, None)[field.name] == value
 
 
 def test_completions_default_to_16_tokens_and_chat_to_the_engine_default():

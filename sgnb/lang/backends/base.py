@@ -34,20 +34,15 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator
+
+from sgnb.engine.sampling_params import SAMPLING_FIELDS, check_value
+from sgnb.lang.backends.errors import UnsupportedFeatureError
 
 if TYPE_CHECKING:
     from sgnb.lang.chat_template import ChatTemplate
     from sgnb.lang.choices import ChoicesMethod
-
-
-class BackendError(RuntimeError):
-    """A model provider failed (unreachable server, HTTP error, engine error). The message names which."""
-
-
-class UnsupportedFeatureError(BackendError, ValueError):
-    """The program asked a provider for something it cannot do (regex on an API, select on chat-only...)."""
 
 
 @dataclass(slots=True)
@@ -72,52 +67,25 @@ class GenContext:
     cur_role: str | None = None
 
 
-@dataclass(slots=True)
-class SamplingSpec:
-    """Sampling settings of one `gen`, after merging the program's run() defaults (SGLang's names).
+class _SamplingSpecBase:
+    """The methods of `SamplingSpec` (its fields are generated below)."""
 
-    `max_new_tokens` is `gen(max_tokens=...)`, `min_new_tokens` is `gen(min_tokens=...)`.
-    `dtype` is one of int, float, str, bool (or their names); `choices` restricts the output to one of the
-    strings. Backends that support regex map both to a regex (`to_engine_params` does it); others handle them.
-    """
-
-    max_new_tokens: int = 128
-    min_new_tokens: int = 0
-    n: int = 1
-    stop: list[str] = field(default_factory=list)
-    stop_token_ids: list[int] = field(default_factory=list)
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = -1
-    min_p: float = 0.0
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    ignore_eos: bool = False
-    return_logprob: bool = False
-    logprob_start_len: int | None = None
-    top_logprobs_num: int = 0
-    dtype: Any = None
-    regex: str | None = None
-    json_schema: str | None = None
-    choices: list[str] | None = None
+    __slots__ = ()
 
     def __post_init__(self) -> None:
-        if isinstance(self.stop, str):
-            self.stop = [self.stop]
-        self.stop = list(self.stop or [])
-        self.stop_token_ids = list(self.stop_token_ids or [])
+        for f in SAMPLING_FIELDS:  # each engine field alone; rules between them wait for the engine
+            setattr(self, f.name, check_value(f.name, getattr(self, f.name), shown_as=f.gen_name))
         if isinstance(self.json_schema, dict):
             self.json_schema = json.dumps(self.json_schema)
-        if self.max_new_tokens < 0:
-            raise ValueError(f"max_tokens must be >= 0, got {self.max_new_tokens}")
-        if self.min_new_tokens < 0:
-            raise ValueError(f"min_tokens must be >= 0, got {self.min_new_tokens}")
-        if self.n < 1:
-            raise ValueError(f"n must be >= 1, got {self.n}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not isinstance(self.n, int) or self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n!r}")
+        if not isinstance(self.return_logprob, bool):
+            raise ValueError(f"return_logprob must be true or false, got {self.return_logprob!r}")
+        if self.logprob_start_len is not None and not isinstance(self.logprob_start_len, int):
+            raise ValueError(f"logprob_start_len must be an integer or None, got {self.logprob_start_len!r}")
+        self.top_logprobs_num = self.top_logprobs_num or 0
+        if not isinstance(self.top_logprobs_num, int) or self.top_logprobs_num < 0:
+            raise ValueError(f"top_logprobs_num must be an integer >= 0, got {self.top_logprobs_num!r}")
         num_constraints = sum(x is not None for x in (self.regex, self.json_schema, self.dtype, self.choices))
         if num_constraints > 1:
             raise ValueError("gen accepts at most one of regex, json_schema, dtype, choices")
@@ -151,30 +119,41 @@ class SamplingSpec:
     def to_engine_params(self) -> dict[str, Any]:
         """SGLang `sampling_params` (one sample): what `Engine.generate` and SGLang's `/generate` accept.
 
-        dtype/choices become `regex`. `n`, `return_logprob`, `logprob_start_len`, `top_logprobs_num` are
-        request-level arguments, not sampling params, and are left out.
+        Fields left at the engine's default are left out, except `max_new_tokens` and `temperature`
+        (a server may default them differently). dtype/choices become `regex`.
         """
-        params: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "min_new_tokens": self.min_new_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-            "min_p": self.min_p,
-            "frequency_penalty": self.frequency_penalty,
-            "presence_penalty": self.presence_penalty,
-            "ignore_eos": self.ignore_eos,
-        }
-        if self.stop:
-            params["stop"] = list(self.stop)
-        if self.stop_token_ids:
-            params["stop_token_ids"] = list(self.stop_token_ids)
+        params = {f.name: getattr(self, f.name) for f in SAMPLING_FIELDS
+                  if f.name in ("max_new_tokens", "temperature") or getattr(self, f.name) != f.default}
         regex = self.constraint_regex()
         if regex is not None:
             params["regex"] = regex
-        if self.json_schema is not None:
-            params["json_schema"] = self.json_schema
         return params
+
+
+#: the language's own fields, after the engine's: request-level options (`n`, logprobs) and the gen
+#: constraints only the language has (`dtype`, `choices`), as (name, type, default)
+LANG_FIELDS: tuple[tuple[str, Any, Any], ...] = (
+    ("n", int, 1),
+    ("return_logprob", bool, False),
+    ("logprob_start_len", int | None, None),
+    ("top_logprobs_num", int, 0),
+    ("dtype", Any, None),
+    ("choices", list[str] | None, None),
+)
+
+#: Sampling settings of one `gen`, after merging the program's run() defaults: every engine sampling field
+#: (`sgnb.engine.sampling_params.SAMPLING_FIELDS`, SGLang's names) and then `LANG_FIELDS`.
+#: `max_new_tokens` is `gen(max_tokens=...)`, `min_new_tokens` is `gen(min_tokens=...)`; 0 max_new_tokens
+#: only commits the prompt to the cache. Backends that support regex map dtype and choices to a regex
+#: (`to_engine_params` does it); others handle them.
+SamplingSpec = make_dataclass(
+    "SamplingSpec",
+    [(f.name, Any, field(default_factory=list) if isinstance(f.default, list) else field(default=f.default))
+     for f in SAMPLING_FIELDS] + [(name, kind, field(default=default)) for name, kind, default in LANG_FIELDS],
+    bases=(_SamplingSpecBase,),
+    namespace={"__module__": __name__, "__doc__": "Sampling settings of one `gen` (see `LANG_FIELDS`)."},
+    slots=True,
+)
 
 
 _DTYPE_NAMES: dict[Any, str] = {
@@ -279,9 +258,17 @@ def common_prefix_len(a: Sequence, b: Sequence) -> int:
     return n
 
 
-def merge_sample_metas(metas: list[dict]) -> dict:
-    """meta_info for a gen with n > 1: each sample's meta under "choices", token counts summed."""
-    return {
+def generate_answer(result: dict | list[dict], check: Callable[[dict], None]) -> tuple[str | list[str], dict]:
+    """`Backend.generate`'s answer from engine-shaped results (`{"text", "meta_info"}`): one result (n == 1),
+    or one per sample, whose meta_infos go under "choices" with the token counts summed.
+    `check(result)` runs on each first (raise on an abort, account the usage)."""
+    if isinstance(result, dict):
+        check(result)
+        return result["text"], dict(result["meta_info"])
+    for r in result:
+        check(r)
+    metas = [dict(r["meta_info"]) for r in result]
+    return [r["text"] for r in result], {
         "choices": metas,
         "prompt_tokens": metas[0].get("prompt_tokens", 0),
         "completion_tokens": sum(m.get("completion_tokens", 0) for m in metas),

@@ -21,13 +21,12 @@ from typing import Any, Collection, Iterator
 from sgnb.lang.backends.base import (
     Backend,
     common_prefix_len,
-    merge_sample_metas,
-    BackendError,
+    generate_answer,
     GenContext,
     SamplingSpec,
     SelectResult,
-    UnsupportedFeatureError,
 )
+from sgnb.lang.backends.errors import BackendError, UnsupportedFeatureError
 from sgnb.lang.chat_template import ChatTemplate
 from sgnb.lang.choices import ChoicesMethod
 
@@ -152,20 +151,18 @@ class EngineBackend(Backend):
             with self._requests(ctx, params.n) as rids:
                 if params.n == 1:
                     result = self.engine.generate(prompt=ctx.text, sampling_params=sampling, rid=rids[0], **args)
-                    self._raise_if_aborted(result)
-                    self._account(result["meta_info"])
-                    return result["text"], dict(result["meta_info"])
-                results = self.engine.generate(prompt=[ctx.text] * params.n, sampling_params=[sampling] * params.n,
-                                               rid=rids, **args)
+                else:
+                    result = self.engine.generate(prompt=[ctx.text] * params.n, sampling_params=[sampling] * params.n,
+                                                  rid=rids, **args)
         except (BackendError, ValueError):
             raise
         except Exception as exc:  # noqa: BLE001 - EngineError and friends, named
             raise BackendError(f"engine {self.get_model_name()} failed: {exc}") from exc
-        for r in results:
-            self._raise_if_aborted(r)
-            self._account(r["meta_info"])
-        meta = merge_sample_metas([dict(r["meta_info"]) for r in results])
-        return [r["text"] for r in results], meta
+        return generate_answer(result, self._finish)
+
+    def _finish(self, result: dict) -> None:
+        self._raise_if_aborted(result)
+        self._account(result["meta_info"])
 
     def generate_stream(self, ctx: GenContext, params: SamplingSpec) -> Iterator[tuple[str, dict]]:
         self._check(ctx)

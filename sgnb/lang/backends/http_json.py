@@ -12,16 +12,7 @@ from typing import Any
 
 import httpx
 
-from sgnb.lang.backends.base import BackendError
-
-
-class HTTPStatusError(BackendError):
-    """The server answered with an error status; `status_code` and `server_message` tell which."""
-
-    def __init__(self, message: str, status_code: int, server_message: str) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.server_message = server_message
+from sgnb.lang.backends.errors import BackendError, HTTPStatusError
 
 
 def _server_message(response: httpx.Response) -> str:

@@ -20,22 +20,23 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 from urllib.parse import urlparse
 
+from sgnb.engine.sampling_params import SAMPLING_FIELDS
 from sgnb.lang.backends.base import (
     Backend,
     common_prefix_len,
-    BackendError,
     GenContext,
     SamplingSpec,
     SelectResult,
-    UnsupportedFeatureError,
 )
-from sgnb.lang.backends.http_json import HTTPStatusError, JSONClient
+from sgnb.lang.backends.errors import BackendError, HTTPStatusError, UnsupportedFeatureError
+from sgnb.lang.backends.http_json import JSONClient
 from sgnb.lang.chat_template import DEFAULT_TEMPLATE, ChatTemplate, get_chat_template
 from sgnb.lang.choices import ChoicesMethod
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # OpenAI models that only offer the completions endpoint; everything else defaults to chat.
 _COMPLETION_ONLY_MODELS = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")
+_ALWAYS_SENT = ("max_new_tokens", "temperature", "top_p")   # APIs' defaults for these differ from SGLang's
 _FINISH_REASONS = {"stop": "stop", "length": "length", "eos": "stop"}
 
 
@@ -150,22 +151,15 @@ class OpenAI(Backend):
             if ctx.images:
                 raise UnsupportedFeatureError(f"{self._where()}: images need a chat model (is_chat_model=True)")
             body["prompt"] = ctx.text
-        body.update(max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p)
+        # each sampling field under its OpenAI name (or vLLM / SGLang extension), sent when it is not the default;
+        # the constraints follow below
+        for f in SAMPLING_FIELDS:
+            value = getattr(params, f.name)
+            if f.openai_name is not None and f.name not in ("regex", "json_schema") and (
+                    f.name in _ALWAYS_SENT or value != f.default):
+                body[f.openai_name] = value
         if params.n != 1:
             body["n"] = params.n
-        if params.stop:
-            body["stop"] = list(params.stop)
-        for name in ("frequency_penalty", "presence_penalty"):
-            if getattr(params, name):
-                body[name] = getattr(params, name)
-        # vLLM / SGLang extensions, sent only when used
-        extensions = {"top_k": (params.top_k, -1), "min_p": (params.min_p, 0.0),
-                      "min_tokens": (params.min_new_tokens, 0), "ignore_eos": (params.ignore_eos, False)}
-        for name, (value, default) in extensions.items():
-            if value != default:
-                body[name] = value
-        if params.stop_token_ids:
-            body["stop_token_ids"] = list(params.stop_token_ids)
         constraint = next((name for name in ("regex", "dtype", "choices") if getattr(params, name) is not None), None)
         if constraint is not None:
             if self.regex_field is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sgnb.lang.backends.base import BackendError, GenContext, SamplingSpec, UnsupportedFeatureError
+from sgnb.lang.backends.base import GenContext, SamplingSpec
+from sgnb.lang.backends.errors import BackendError, UnsupportedFeatureError
 from sgnb.lang.backends.engine_backend import EngineBackend
 from sgnb.lang.choices import greedy_token_selection, token_length_normalized, unconditional_likelihood_normalized
 
