@@ -2,8 +2,9 @@
 back into the parent (run on the parent's worker, when the parent reaches it).
 
 Invariants:
-- A child starts with a copy of the parent's text, messages, variables and spans as they were once every item
-  submitted before the fork had executed; `fork_start_text_pos` marks where its own text begins.
+- A child starts with `ProgramData.fork()` of the parent's data (text, messages, roles, variables, spans) as it
+  was once every item submitted before the fork had executed; `fork_start_text_pos` marks where its own text
+  begins.
 - Children are created under the parent's lock and only while the parent has no error, so stopping a program
   (`sgnb.lang.interrupt`) that marks the parent first can never miss a child created concurrently.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from sgnb.lang.backends.base import UnsupportedFeatureError
+from sgnb.lang.backends.errors import UnsupportedFeatureError
 from sgnb.lang.errors import ProgramError
 from sgnb.lang.queue_items import CommitPrefix
 
@@ -33,29 +34,18 @@ def fork(parent: StreamExecutor, size: int) -> list[StreamExecutor]:
     parent.sync()
     children = []
     with parent.cond:
-        if parent.error_ is not None:
+        if parent.error is not None:
             raise ProgramError(
-                f"cannot fork program state {parent.sid}: it failed with {parent.error_}"
-            ) from parent.error_
+                f"cannot fork program state {parent.sid}: it failed with {parent.error}"
+            ) from parent.error
         for _ in range(size):
             child = type(parent)(
                 parent.backend, parent.arguments, parent.default_sampling, parent.chat_template, parent.stream,
                 parent.num_api_spec_tokens, parent=parent,
             )
             child.owner_threads = set(parent.owner_threads) | {threading.get_ident()}
-            child.text_ = parent.text_
-            child.messages_ = list(parent.messages_)
-            child.cur_role = parent.cur_role
-            child.cur_role_begin_pos = parent.cur_role_begin_pos
-            child.cur_images = list(parent.cur_images)
-            child.images_ = list(parent.images_)
-            child.videos_ = list(parent.videos_)
-            child.variables = dict(parent.variables)
-            child.meta_info = dict(parent.meta_info)
-            child.spans = list(parent.spans)
-            child.role_spans = list(parent.role_spans)
-            child.var_scopes = list(parent.var_scopes)
-            child.fork_start_text_pos = len(parent.text_)
+            child.data = parent.data.fork()
+            child.fork_start_text_pos = len(parent.data.text)
             children.append(child)
         parent.children.extend(children)
         parent.changed()
@@ -64,8 +54,8 @@ def fork(parent: StreamExecutor, size: int) -> list[StreamExecutor]:
 
 def commit_prefix(executor: StreamExecutor) -> None:
     """Put the state's text into the backend's prefix cache (a fork's shared prefix)."""
-    if executor.text_:
-        executor.backend.cache_prefix(executor.text_)
+    if executor.data.text:
+        executor.backend.cache_prefix(executor.data.text)
         executor.num_cache_commits += 1
 
 
@@ -73,8 +63,8 @@ def _synced(children: list[StreamExecutor]) -> list[StreamExecutor]:
     """Wait for every child; raise the first child's failure."""
     for child in children:
         child.sync()
-        if child.error_ is not None:
-            raise ProgramError(f"forked state {child.sid} failed: {child.error_}") from child.error_
+        if child.error is not None:
+            raise ProgramError(f"forked state {child.sid} failed: {child.error}") from child.error
     return children
 
 
@@ -82,17 +72,17 @@ def gather_vars(parent: StreamExecutor, children: list[StreamExecutor]) -> None:
     """Each variable the children created (not inherited from the parent) becomes a list, in fork order."""
     _synced(children)
     with parent.cond:
-        base = set(parent.variables)
+        base = set(parent.data.variables)
         for child in children:
-            for key, value in child.variables.items():
+            for key, value in child.data.variables.items():
                 if key in base:
                     continue
-                parent.variables.setdefault(key, []).append(value)
+                parent.data.variables.setdefault(key, []).append(value)
 
 
 def concat_and_append(parent: StreamExecutor, children: list[StreamExecutor]) -> None:
     """Append the children's own texts (after the fork point) to the parent, one after another."""
-    pieces = [child.text_[child.fork_start_text_pos :] for child in _synced(children)]
+    pieces = [child.data.text[child.fork_start_text_pos :] for child in _synced(children)]
     parent.fill("".join(pieces))
 
 

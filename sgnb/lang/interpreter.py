@@ -7,11 +7,12 @@ later items are skipped and every waiter is released with it. Ctrl-C in any of t
 and aborts its requests (`sgnb.lang.interrupt`).
 
 Thread model and invariants:
-- `text_`, `variables`, `messages_`, `meta_info`, `spans` are written only by the worker (or before the worker
-  has items, in `fork`), always under `cond`; readers take `cond` too.
+- `data` (a `ProgramData`: text, messages, roles, variables, meta_info, spans...) is written only by the worker
+  (or before the worker has items, in `fork`), always under `cond`; readers take `cond` too. The one exception:
+  once the state has ended and every item ran, `set_var` writes a variable from the caller's thread (under `cond`).
 - `num_pending` counts submitted-but-unfinished items; `sync()` waits for it to reach 0.
 - `is_executing` is True exactly while the worker runs an item (it may be inside a backend call); the worker
-  decides to run an item and sets it under `cond`, so once `error_` is set no new item starts.
+  decides to run an item and sets it under `cond`, so once `error` is set no new item starts.
 - The owner thread is the thread running the program body. When it reads a variable that is absent while
   nothing is pending, the variable can never appear: that is an `UnknownVariableError`, not a hang.
 """
@@ -29,6 +30,7 @@ from sgnb.lang.backends.base import GenContext, SamplingSpec
 from sgnb.lang.errors import ProgramError, ProgramInterrupted, UnknownVariableError
 from sgnb.lang.interrupt import interruptible
 from sgnb.lang.ir import to_expr
+from sgnb.lang.program_data import ProgramData
 from sgnb.lang.queue_items import END, SetVar, is_internal
 from sgnb.lang.speculation import make_speculator
 
@@ -68,21 +70,9 @@ class StreamExecutor:
         self.owner_threads: set[int] = {threading.get_ident()}
 
         self.cond = threading.Condition()
-        self.text_ = ""
-        self.messages_: list[dict] = []
-        self.cur_role: str | None = None
-        self.cur_role_begin_pos = 0
-        self.cur_images: list[Any] = []
-        self.images_: list[Any] = []
-        self.videos_: list[tuple[Any, int]] = []
-        self.variables: dict[str, Any] = {}
-        self.partial_vars: dict[str, str] = {}  # streaming gens in progress
-        self.meta_info: dict[str, dict] = {}
-        self.spans: list[dict] = []  # per-variable spans, see sgnb.lang.spans
-        self.role_spans: list[dict] = []
+        self.data = ProgramData()
         self.num_cache_commits = 0
-        self.var_scopes: list[tuple[str, int]] = []
-        self.error_: BaseException | None = None
+        self.error: BaseException | None = None
         self.num_pending = 0
         self.is_executing = False
         self.is_ended = False  # no more submissions accepted
@@ -159,8 +149,8 @@ class StreamExecutor:
     def set_error(self, error: BaseException) -> None:
         """Record the first error; release every waiter."""
         with self.cond:
-            if self.error_ is None:
-                self.error_ = error
+            if self.error is None:
+                self.error = error
             self.changed()
 
     def is_owner(self) -> bool:
@@ -172,7 +162,7 @@ class StreamExecutor:
         return self.is_finished or (idle and (self.is_ended or self.is_owner()))
 
     def unknown_variable(self, name: str) -> UnknownVariableError:
-        known = ", ".join(repr(k) for k in self.variables) or "none"
+        known = ", ".join(repr(k) for k in self.data.variables) or "none"
         return UnknownVariableError(
             f"unknown variable {name!r}: the program did not produce it (known variables: {known})"
         )
@@ -182,13 +172,13 @@ class StreamExecutor:
         """The value of `name`, waiting until it is produced; raises if it never will be."""
         with self.cond:
             while True:
-                if name in self.variables:
-                    return self.variables[name]
-                if self.error_ is not None:
+                if name in self.data.variables:
+                    return self.data.variables[name]
+                if self.error is not None:
                     raise ProgramError(
                         f"variable {name!r} is unavailable: program state {self.sid} failed with "
-                        f"{type(self.error_).__name__}: {self.error_}"
-                    ) from self.error_
+                        f"{type(self.error).__name__}: {self.error}"
+                    ) from self.error
                 if self.can_never_change():
                     raise self.unknown_variable(name)
                 self.cond.wait()
@@ -197,27 +187,37 @@ class StreamExecutor:
         if self.is_owner():
             self.sync()
         with self.cond:
-            return name in self.variables
+            return name in self.data.variables
 
     def get_meta_info(self, name: str) -> dict | None:
         self.get_var(name)
         with self.cond:
-            return self.meta_info.get(name)
+            return self.data.meta_info.get(name)
 
     def set_var(self, name: str, value: Any) -> None:
+        """Set variable `name`. While the program runs, in order with the text around it; on an ended state
+        (post-processing, `state["n"] = int(state["n"])`) once its pending items ran. The text stays as it is."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"variable name must be a non-empty string, got {name!r}")
-        self.submit(SetVar(name, value))
+        with self.cond:
+            is_ended = self.is_ended
+            if not is_ended:
+                self.submit(SetVar(name, value))
+        if is_ended:  # nothing can be submitted any more: wait for what was, then set it here
+            self.sync()
+            with self.cond:
+                self.data.variables[name] = value
+                self.changed()
 
     def text(self) -> str:
         self.sync()
         with self.cond:
-            return self.text_
+            return self.data.text
 
     def messages(self) -> list[dict]:
         self.sync()
         with self.cond:
-            return list(self.messages_)
+            return list(self.data.messages)
 
     def iter_changes(self, var_name: str | None) -> Iterator[str]:
         """New text of the state (or of `var_name`) as the worker produces it (see `sgnb.lang.text_stream`)."""
@@ -238,8 +238,8 @@ class StreamExecutor:
             item = self._queue.get()
             if item is END:
                 break
-            with self.cond:  # decided under the lock: once error_ is set, nothing new starts
-                self.is_executing = self.error_ is None
+            with self.cond:  # decided under the lock: once error is set, nothing new starts
+                self.is_executing = self.error is None
             try:
                 if self.is_executing:
                     primitives.execute(self, item)
@@ -263,7 +263,7 @@ class StreamExecutor:
         if not value:
             return
         with self.cond:
-            self.text_ += value
+            self.data.text += value
             self.changed()
 
     def fill(self, value: str) -> None:
@@ -283,14 +283,15 @@ class StreamExecutor:
     def context(self) -> GenContext:
         """The prompt for a backend call, as of now."""
         with self.cond:
-            messages = list(self.messages_)
-            if self.cur_role is not None:
-                partial = self.text_[self.cur_role_begin_pos :]
+            data = self.data
+            messages = list(data.messages)
+            if data.cur_role is not None:
+                partial = data.text[data.cur_role_begin_pos :]
                 if partial:
-                    messages.append({"role": self.cur_role, "content": partial})
+                    messages.append({"role": data.cur_role, "content": partial})
             return GenContext(
-                text=self.text_, messages=messages, images=list(self.images_), videos=list(self.videos_),
-                state_id=self.sid, cur_role=self.cur_role,
+                text=data.text, messages=messages, images=list(data.images), videos=list(data.videos),
+                state_id=self.sid, cur_role=data.cur_role,
             )
 
 

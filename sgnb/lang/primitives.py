@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sgnb.lang import fork_join
-from sgnb.lang.backends.base import SamplingSpec, UnsupportedFeatureError
+from sgnb.lang.backends.base import SamplingSpec
+from sgnb.lang.backends.errors import UnsupportedFeatureError
 from sgnb.lang.image_url import image_url
 from sgnb.lang.ir import Constant, Expr, Gen, Image, RoleBegin, RoleEnd, Select, VarScopeBegin, VarScopeEnd, Video
 from sgnb.lang.queue_items import Call, CommitPrefix, ConcatAndAppend, GatherVars, SetVar
@@ -35,7 +36,7 @@ def execute(executor: StreamExecutor, item: Any) -> None:
     elif isinstance(item, RoleEnd):
         role_end(executor, item.role)
     elif isinstance(item, VarScopeBegin):
-        executor.var_scopes.append((item.name, len(executor.text_)))
+        executor.data.var_scopes.append((item.name, len(executor.data.text)))
     elif isinstance(item, VarScopeEnd):
         var_scope_end(executor, item.name)
     elif isinstance(item, Image):
@@ -44,7 +45,7 @@ def execute(executor: StreamExecutor, item: Any) -> None:
         video(executor, item)
     elif isinstance(item, SetVar):
         with executor.cond:
-            executor.variables[item.name] = item.value
+            executor.data.variables[item.name] = item.value
     elif isinstance(item, CommitPrefix):
         fork_join.commit_prefix(executor)
     elif isinstance(item, GatherVars):
@@ -61,59 +62,60 @@ def execute(executor: StreamExecutor, item: Any) -> None:
 
 # -------------------------------------------------------------------- roles and scopes
 def role_begin(executor: StreamExecutor, role: str) -> None:
-    if executor.cur_role is not None:
-        raise ValueError(f"cannot open role {role!r} while role {executor.cur_role!r} is open; close it first")
-    prefix, _ = executor.chat_template.get_prefix_and_suffix(role, executor.messages_)
+    if executor.data.cur_role is not None:
+        raise ValueError(f"cannot open role {role!r} while role {executor.data.cur_role!r} is open; close it first")
+    prefix, _ = executor.chat_template.get_prefix_and_suffix(role, executor.data.messages)
     executor.fill(prefix)
     with executor.cond:
-        executor.cur_role = role
-        executor.cur_role_begin_pos = len(executor.text_)
+        executor.data.cur_role = role
+        executor.data.cur_role_begin_pos = len(executor.data.text)
     open_chat_turn(executor, role)
 
 
 def role_end(executor: StreamExecutor, role: str) -> None:
-    if executor.cur_role != role:
-        raise ValueError(f"{role}_end() without a matching {role}_begin() (open role: {executor.cur_role!r})")
+    if executor.data.cur_role != role:
+        raise ValueError(f"{role}_end() without a matching {role}_begin() (open role: {executor.data.cur_role!r})")
     if executor.spec_turn is not None:
         run_chat_turn(executor)
     with executor.cond:
-        begin = executor.cur_role_begin_pos
-        content = executor.text_[begin:]
-    _, suffix = executor.chat_template.get_prefix_and_suffix(role, executor.messages_)
+        begin = executor.data.cur_role_begin_pos
+        content = executor.data.text[begin:]
+    _, suffix = executor.chat_template.get_prefix_and_suffix(role, executor.data.messages)
     executor.fill(suffix)
     message: dict[str, Any] = {"role": role, "content": content.lstrip()}
-    if executor.cur_images:
-        parts: list[dict] = [{"type": "image_url", "image_url": {"url": image_url(x)}} for x in executor.cur_images]
+    if executor.data.cur_images:
+        images = executor.data.cur_images
+        parts: list[dict] = [{"type": "image_url", "image_url": {"url": image_url(x)}} for x in images]
         parts.append({"type": "text", "text": message["content"]})
         message["content"] = parts
     with executor.cond:
-        executor.messages_.append(message)
-        executor.role_spans.append({"role": role, "start": begin, "end": begin + len(content)})
-        executor.cur_role = None
-        executor.cur_images = []
+        executor.data.messages.append(message)
+        executor.data.role_spans.append({"role": role, "start": begin, "end": begin + len(content)})
+        executor.data.cur_role = None
+        executor.data.cur_images = []
 
 
 def var_scope_end(executor: StreamExecutor, name: str) -> None:
-    if not executor.var_scopes or executor.var_scopes[-1][0] != name:
+    if not executor.data.var_scopes or executor.data.var_scopes[-1][0] != name:
         raise ValueError(f"var_scope({name!r}) closed without being opened")
-    _, start = executor.var_scopes.pop()
+    _, start = executor.data.var_scopes.pop()
     with executor.cond:
-        executor.variables[name] = executor.text_[start:]
-        executor.spans.append({"name": name, "kind": "var_scope", "start": start, "end": len(executor.text_)})
+        executor.data.variables[name] = executor.data.text[start:]
+        executor.data.spans.append({"name": name, "kind": "var_scope", "start": start, "end": len(executor.data.text)})
 
 
 def image(executor: StreamExecutor, item: Image) -> None:
     executor.reset_speculation()
     with executor.cond:
-        executor.images_.append(item.data)
-        executor.cur_images.append(item.data)
+        executor.data.images.append(item.data)
+        executor.data.cur_images.append(item.data)
     executor.append_text(executor.chat_template.image_token)
 
 
 def video(executor: StreamExecutor, item: Video) -> None:
     executor.reset_speculation()
     with executor.cond:
-        executor.videos_.append((item.path, item.num_frames))
+        executor.data.videos.append((item.path, item.num_frames))
     executor.append_text(executor.chat_template.image_token)
 
 
@@ -136,21 +138,21 @@ def gen(executor: StreamExecutor, expr: Gen) -> None:
     if backend.is_chat_model:
         _check_chat_gen_position(executor)
     ctx = executor.context()
-    start = len(executor.text_)
+    start = len(executor.data.text)
     if executor.stream and params.n == 1:
         comp = ""
         meta: dict = {}
         if name is not None:
             with executor.cond:
-                executor.partial_vars[name] = ""
+                executor.data.partial_vars[name] = ""
         for delta, meta in backend.generate_stream(ctx, params):
             if not delta:
                 continue
             comp += delta
             with executor.cond:
-                executor.text_ += delta
+                executor.data.text += delta
                 if name is not None:
-                    executor.partial_vars[name] = comp
+                    executor.data.partial_vars[name] = comp
                 executor.changed()
         executor.reset_speculation()
         record(executor, name, "gen", comp, meta, start, expr.sampling)
@@ -162,9 +164,9 @@ def gen(executor: StreamExecutor, expr: Gen) -> None:
 
 
 def _check_chat_gen_position(executor: StreamExecutor) -> None:
-    if executor.cur_role == "assistant" and executor.backend.can_continue_final_message:
+    if executor.data.cur_role == "assistant" and executor.backend.can_continue_final_message:
         return
-    if executor.cur_role != "assistant" or executor.text_[executor.cur_role_begin_pos :]:
+    if executor.data.cur_role != "assistant" or executor.data.text[executor.data.cur_role_begin_pos :]:
         raise UnsupportedFeatureError(
             f"{executor.backend.get_model_name()} is a chat model: gen() must come right after assistant "
             "begins (e.g. `s += sgl.assistant(sgl.gen('answer'))`). To put several gens or text in one "
@@ -176,7 +178,7 @@ def select(executor: StreamExecutor, expr: Select) -> None:
     if executor.spec_turn is not None:
         raise UnsupportedFeatureError("select inside an assistant turn under API speculative execution")
     ctx = executor.context()
-    start = len(executor.text_)
+    start = len(executor.data.text)
     result = executor.backend.select(ctx, list(expr.choices), expr.temperature, expr.choices_method)
     if result.decision not in expr.choices:
         raise RuntimeError(f"backend selected {result.decision!r}, which is not one of {expr.choices!r}")

@@ -19,12 +19,13 @@ def record(
 ) -> None:
     """Set variable `name` (when named) to `value` and add the span from `start` to the current text end."""
     with executor.cond:
-        end = len(executor.text_)
+        data = executor.data
+        end = len(data.text)
         if name is not None:
-            executor.variables[name] = value
-            executor.meta_info[name] = meta
-            executor.partial_vars.pop(name, None)
-        executor.spans.append({
+            data.variables[name] = value
+            data.meta_info[name] = meta
+            data.partial_vars.pop(name, None)
+        data.spans.append({
             "name": name, "kind": kind, "start": start, "end": end, "params": plain_params(params),
             "meta_info": plain_meta(meta),
         })
@@ -34,21 +35,23 @@ def record(
 def snapshot(executor: StreamExecutor) -> dict:
     """Plain data for widgets: text, variables, spans (char offsets into `text`), roles, fork tree."""
     with executor.cond:
+        data = executor.data
+        error = executor.error
         snap = {
             "id": executor.sid,
             "parent_id": executor.parent.sid if executor.parent is not None else None,
             "fork_start": executor.fork_start_text_pos,
-            "text": executor.text_,
-            "messages": [dict(m) for m in executor.messages_],
-            "variables": {k: plain_value(v) for k, v in executor.variables.items()},
-            "partial_variables": dict(executor.partial_vars),
-            "spans": [dict(s) for s in executor.spans],
-            "role_spans": [dict(r) for r in executor.role_spans],
-            "cur_role": executor.cur_role,
+            "text": data.text,
+            "messages": [dict(m) for m in data.messages],
+            "variables": {k: plain_value(v) for k, v in data.variables.items()},
+            "partial_variables": dict(data.partial_vars),
+            "spans": [dict(s) for s in data.spans],
+            "role_spans": [dict(r) for r in data.role_spans],
+            "cur_role": data.cur_role,
             "num_cache_commits": executor.num_cache_commits,
             "num_pending": executor.num_pending,
             "is_finished": executor.is_finished,
-            "error": None if executor.error_ is None else f"{type(executor.error_).__name__}: {executor.error_}",
+            "error": None if error is None else f"{type(error).__name__}: {error}",
         }
         children = list(executor.children)
     snap["children"] = [snapshot(c) for c in children]

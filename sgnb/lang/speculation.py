@@ -45,7 +45,7 @@ def speculative_gen(executor: StreamExecutor, expr: Gen, params: SamplingSpec) -
         return True
     if executor.speculator is not None and params.n == 1:
         ctx = executor.context()
-        start = len(executor.text_)
+        start = len(executor.data.text)
         comp, meta = executor.speculator.gen(executor.backend, ctx, params)
         executor.append_text(comp)
         record(executor, name, "gen", comp, meta, start, expr.sampling)
@@ -61,7 +61,7 @@ def run_chat_turn(executor: StreamExecutor) -> None:
         if name is None:
             executor.append_text(text)
             continue
-        start = len(executor.text_)
+        start = len(executor.data.text)
         executor.append_text(text)
         is_named = not name.startswith(_UNNAMED_PREFIX)
         meta = {"speculative": True, "num_turn_calls": turn.num_calls}

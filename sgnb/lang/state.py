@@ -8,59 +8,28 @@ stops the program, aborts its requests and raises `ProgramInterrupted` (a `Keybo
 from __future__ import annotations
 
 import asyncio
-from contextlib import contextmanager
 from typing import Any, AsyncIterator, Iterator
 
 from sgnb.lang.errors import ProgramError
 from sgnb.lang.interpreter import StreamExecutor
+from sgnb.lang.ir import Expr
 from sgnb.lang.queue_items import ConcatAndAppend, GatherVars
-from sgnb.lang.ir import Concat, RoleBegin, RoleEnd, VarScopeBegin, VarScopeEnd, to_expr
+from sgnb.lang.state_appending import StateAppending
 
 JOIN_MODES = ("gather_variable", "concate_and_append")
 
 
-class ProgramState:
-    """The state of one running program: its text, chat messages and variables."""
+class ProgramState(StateAppending):
+    """The state of one running program: its text, chat messages and variables. `s += x`, `s.user(...)`,
+    `with s.var_scope(...)` come from `StateAppending`."""
 
     def __init__(self, stream_executor: StreamExecutor) -> None:
         self.stream_executor = stream_executor
         self.ret_value: Any = None  # what the program function returned
 
     # ------------------------------------------------------------ appending
-    def __iadd__(self, other: Any) -> ProgramState:
-        self.stream_executor.submit(to_expr(other))
-        return self
-
-    def _role(self, role: str, expr: Any = None):
-        if expr is not None:
-            self.stream_executor.submit(Concat([RoleBegin(role), to_expr(expr), RoleEnd(role)]))
-            return None
-        return self._role_scope(role)
-
-    @contextmanager
-    def _role_scope(self, role: str) -> Iterator[None]:
-        self.stream_executor.submit(RoleBegin(role))
-        yield
-        self.stream_executor.submit(RoleEnd(role))
-
-    def system(self, expr: Any = None):
-        """`s.system("...")` appends a system message; `with s.system():` scopes one."""
-        return self._role("system", expr)
-
-    def user(self, expr: Any = None):
-        return self._role("user", expr)
-
-    def assistant(self, expr: Any = None):
-        return self._role("assistant", expr)
-
-    @contextmanager
-    def var_scope(self, name: str) -> Iterator[None]:
-        """Everything appended inside the block becomes the text of variable `name`."""
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"var_scope name must be a non-empty string, got {name!r}")
-        self.stream_executor.submit(VarScopeBegin(name))
-        yield
-        self.stream_executor.submit(VarScopeEnd(name))
+    def _append(self, expr: Expr) -> None:
+        self.stream_executor.submit(expr)
 
     # ------------------------------------------------------------ variables
     def __getitem__(self, name: str) -> Any:
@@ -106,7 +75,7 @@ class ProgramState:
         executor = self.stream_executor
         if executor.is_owner() or executor.is_ended:
             executor.sync()
-        return executor.error_
+        return executor.error
 
     def text_iter(self, var_name: str | None = None) -> Iterator[str]:
         """Pieces of the text (or of one variable) as they are generated (with `run(stream=True)`);
@@ -131,8 +100,8 @@ class ProgramState:
                 break
             if return_meta_data:
                 meta = None
-                if var_name is not None and var_name in self.stream_executor.variables:
-                    meta = self.stream_executor.meta_info.get(var_name)
+                if var_name is not None and var_name in self.stream_executor.data.variables:
+                    meta = self.stream_executor.data.meta_info.get(var_name)
                 yield piece, meta
             else:
                 yield piece
@@ -143,8 +112,8 @@ class ProgramState:
 
     def __repr__(self) -> str:
         executor = self.stream_executor
-        status = "error" if executor.error_ is not None else ("done" if executor.is_finished else "running")
-        return f"ProgramState({executor.sid}, {status}, text={executor.text_!r})"
+        status = "error" if executor.error is not None else ("done" if executor.is_finished else "running")
+        return f"ProgramState({executor.sid}, {status}, text={executor.data.text!r})"
 
     def __del__(self) -> None:  # a dropped copy/fork frees its worker thread
         executor = getattr(self, "stream_executor", None)

@@ -24,24 +24,25 @@ def iter_changes(executor: StreamExecutor, var_name: str | None) -> Iterator[str
         with abort_on_interrupt(executor), executor.cond:
             executor.cond.wait_for(lambda: executor.version != seen_version or executor.can_never_change())
             seen_version = executor.version
+            data = executor.data
             if var_name is None:
-                current = executor.text_
-                done = executor.can_never_change() or executor.error_ is not None
-            elif var_name in executor.variables:
-                value = executor.variables[var_name]
+                current = data.text
+                done = executor.can_never_change() or executor.error is not None
+            elif var_name in data.variables:
+                value = data.variables[var_name]
                 current = value if isinstance(value, str) else str(value)
                 done = True
             else:
-                current = executor.partial_vars.get(var_name, "")
-                done = executor.can_never_change() or executor.error_ is not None
-                if done and executor.error_ is None and var_name not in executor.partial_vars:
+                current = data.partial_vars.get(var_name, "")
+                done = executor.can_never_change() or executor.error is not None
+                if done and executor.error is None and var_name not in data.partial_vars:
                     raise executor.unknown_variable(var_name)
         if len(current) > prev:
             yield current[prev:]
             prev = len(current)
         if done:
-            error = executor.error_
-            if error is not None and var_name is not None and var_name not in executor.variables:
+            error = executor.error
+            if error is not None and var_name is not None and var_name not in executor.data.variables:
                 raise ProgramError(f"program state {executor.sid} failed: {error}") from error
             return
 

@@ -6,9 +6,8 @@ argument or generated value) as a prefix hint: it is committed into the backend'
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 from sgnb.lang.ir import (
     Constant,
@@ -21,17 +20,14 @@ from sgnb.lang.ir import (
     VarScopeBegin,
     VarScopeEnd,
     Video,
-    to_expr,
 )
+from sgnb.lang.errors import StopTracing
+from sgnb.lang.state_appending import StateAppending
 
 if TYPE_CHECKING:
     from sgnb.lang.chat_template import ChatTemplate
 
 _MARK = "\x00"
-
-
-class StopTracing(Exception):
-    """The program did something that depends on a runtime value; the trace ends here."""
 
 
 class Placeholder(Expr):
@@ -94,15 +90,14 @@ class TracedProgram:
         return "".join(out)
 
 
-class TracerState:
+class TracerState(StateAppending):
     """Duck-types `ProgramState` while tracing: records appended expressions."""
 
     def __init__(self, traced: TracedProgram) -> None:
         self._traced = traced
 
-    def __iadd__(self, other: Any) -> TracerState:
-        self._traced.nodes.extend(to_expr(other).flatten())
-        return self
+    def _append(self, expr: Expr) -> None:
+        self._traced.nodes.extend(expr.flatten())
 
     def __getitem__(self, name: str) -> Placeholder:
         return Placeholder(f"var:{name}")
@@ -112,35 +107,6 @@ class TracerState:
 
     def __contains__(self, name: str) -> bool:
         raise StopTracing(f"'{name}' in s")
-
-    def _role(self, role: str, expr: Any = None):
-        if expr is not None:
-            self += RoleBegin(role)
-            self += expr
-            self += RoleEnd(role)
-            return None
-        return self._role_scope(role)
-
-    @contextmanager
-    def _role_scope(self, role: str) -> Iterator[None]:
-        self += RoleBegin(role)
-        yield
-        self += RoleEnd(role)
-
-    def system(self, expr: Any = None):
-        return self._role("system", expr)
-
-    def user(self, expr: Any = None):
-        return self._role("user", expr)
-
-    def assistant(self, expr: Any = None):
-        return self._role("assistant", expr)
-
-    @contextmanager
-    def var_scope(self, name: str) -> Iterator[None]:
-        self += VarScopeBegin(name)
-        yield
-        self += VarScopeEnd(name)
 
     def fork(self, *args: Any, **kwargs: Any) -> Any:
         raise StopTracing("fork")

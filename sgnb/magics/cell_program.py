@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 from sgnb.lang.ir import Expr as IrExpr
 from sgnb.lang.ir import Constant, Gen, RoleBegin, RoleEnd, Select
+from sgnb.lang.errors import StopTracing
 from sgnb.lang.interpreter import ProgramError
 from sgnb.lang.state import ProgramState
-from sgnb.lang.tracer import StopTracing
 from sgnb.magics import nodes as n
 from sgnb.magics.errors import SglError, SglEvalError, SglRuntimeError
 from sgnb.magics.parser import parse_cell
@@ -70,14 +70,14 @@ class CellProgram:
         """The error that stopped `state` (None if it succeeded), as an `SglError` pointing at the `{...}` that
         failed when that is known. A fork child's failure is reported at the child's own primitive."""
         executor = state.stream_executor
-        error = executor.error_
+        error = executor.error
         if error is None or isinstance(error, SglError):
             return error
         while isinstance(error, ProgramError) and error.__cause__ is not None:
-            child = next((c for c in list(executor.children) if c.error_ is error.__cause__), None)
+            child = next((c for c in list(executor.children) if c.error is error.__cause__), None)
             if child is None:
                 break
-            executor, error = child, child.error_
+            executor, error = child, child.error
         if isinstance(error, SglError):
             return error
         message = f"{type(error).__name__}: {error}"
@@ -101,7 +101,7 @@ class CellProgram:
             if entry is None:
                 return None
             num_spans_before, items = entry[0], list(entry[1])
-        spans = executor.spans[num_spans_before:]
+        spans = executor.data.spans[num_spans_before:]
         primitives = [i for i, item in enumerate(items) if item[1]]
         k = len(spans)
         if k >= len(primitives):
@@ -124,7 +124,7 @@ class CellProgram:
             if entry is None:
                 if executor.num_pending:  # spans would still change under us; no reliable location
                     return
-                entry = (len(executor.spans), [])
+                entry = (len(executor.data.spans), [])
                 self.submitted[executor] = entry
             if node is None:
                 return

@@ -35,7 +35,7 @@ def _wait_finished(states: list[Any]) -> bool:
 
 def _stop_failed(states: list[Any]) -> None:
     """A failed program's forks may still be generating: stop them before the error is reported."""
-    roots = [s.stream_executor for s in states if s.stream_executor.error_ is not None]
+    roots = [s.stream_executor for s in states if s.stream_executor.error is not None]
     if roots:
         stop_programs(roots, ProgramError("stopped: the program failed"))
 

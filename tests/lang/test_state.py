@@ -11,7 +11,7 @@ import time
 import pytest
 
 import sgnb as sgl
-from sgnb.lang.backends.base import UnsupportedFeatureError
+from sgnb.lang.backends.errors import UnsupportedFeatureError
 from sgnb.lang.interpreter import ProgramError, UnknownVariableError
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def test_append_returns_at_once_and_read_waits(backend):
         t0 = time.monotonic()
         s += sgl.gen("x", max_tokens=12, ignore_eos=True)
         timings["append"] = time.monotonic() - t0
-        timings["was_pending"] = "x" not in s.stream_executor.variables
+        timings["was_pending"] = "x" not in s.stream_executor.data.variables
         t0 = time.monotonic()
         timings["value"] = s["x"]
         timings["read"] = time.monotonic() - t0
@@ -60,6 +60,32 @@ def test_unknown_variable_read_after_run(backend):
     with pytest.raises(KeyError, match="unknown variable 'b'"):
         state["b"]
     assert state.get_meta_info("a")["completion_tokens"] == 1
+
+
+def test_variables_can_be_set_after_the_run_without_changing_the_text(backend):
+    @sgl.function
+    def prog(s):
+        s += "Pick a number: " + sgl.select("n", ["1", "2", "3"]) + "."
+        forks = s.fork(2)
+        forks += " Again: " + sgl.select("m", ["4", "5"])
+        return forks
+
+    state = prog.run(temperature=0)
+    text, chosen = state.text(), state["n"]
+    state["n"] = int(state["n"])  # post-processing, as in SGLang
+    state.set_var("extra", [1, 2])
+    assert state["n"] == state.get_var("n") == int(chosen)
+    assert "extra" in state and state["extra"] == [1, 2]
+    assert state.text() == text  # setting a variable leaves the text as it is (as SGLang's set_var does)
+    snap = state.snapshot()
+    assert snap["variables"]["n"] == int(chosen) and snap["variables"]["extra"] == [1, 2]
+    assert snap["text"] == text and snap["is_finished"]
+    fork = state.ret_value[0]  # a fork ended with its program: the same holds
+    fork["m"] = int(fork["m"])
+    assert fork["m"] in (4, 5) and fork.snapshot()["variables"]["m"] == fork["m"]
+    with pytest.raises(RuntimeError, match="has ended; it accepts no more text"):
+        state += "more text"
+    assert state.text() == text
 
 
 def test_fork_zero_and_bad_join_mode_are_rejected(backend):
@@ -269,7 +295,7 @@ def test_run_waits_for_forks_nobody_joined(backend):
     state = prog.run(temperature=0)
     forks = state.ret_value
     assert all(f.stream_executor.is_finished for f in forks)
-    assert all("c" in f.stream_executor.variables for f in forks)
+    assert all("c" in f.stream_executor.data.variables for f in forks)
     for f in forks:  # their worker threads exit
         f.stream_executor._worker.join(5)
         assert not f.stream_executor._worker.is_alive()

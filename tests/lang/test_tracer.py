@@ -75,3 +75,34 @@ def test_reading_variables_and_forks_stop_the_trace():
         s.fork(2)
 
     assert forking.trace().prefix(DEFAULT_TEMPLATE) == "Shared prefix. "
+
+
+def test_role_methods_and_var_scope_record_role_and_scope_nodes():
+    @sgl.function
+    def methods(s):
+        s.system("Be brief.")
+        with s.user():
+            with s.var_scope("q"):
+                s += "Hi"
+        s.assistant(sgl.gen("a"))
+
+    kinds = [type(n).__name__ for n in methods.trace().nodes]
+    assert kinds == [
+        "RoleBegin", "Constant", "RoleEnd", "RoleBegin", "VarScopeBegin", "Constant", "VarScopeEnd", "RoleEnd",
+        "RoleBegin", "Gen", "RoleEnd",
+    ]
+    assert methods.trace().prefix(CHATML_TEMPLATE) == (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_bad_var_scope_name_ends_the_trace_as_it_fails_the_run():
+    @sgl.function
+    def prog(s):
+        s += "Before. "
+        with s.var_scope(""):
+            s += "never traced"
+
+    traced = prog.trace()
+    assert traced.prefix(DEFAULT_TEMPLATE) == "Before. "
+    assert "var_scope name must be a non-empty string" in traced.stopped_by
