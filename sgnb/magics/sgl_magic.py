@@ -14,6 +14,11 @@
 - Output: a live `ProgramView` widget in a Jupyter kernel (displayed before the run starts), else (or with
   `--no-widget`) the final text is printed.
 - Ctrl-C (kernel interrupt) aborts the cell's requests; the next cell runs normally.
+
+    %sgl_cache [URL]
+
+shows a live `CacheTree` of the radix cache the cells use (the backend a cell without options gets), or of
+the `sgnb serve` at URL.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import threading
 import tokenize
 from typing import Any, Callable
 
-from IPython.core.magic import Magics, cell_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Bool, Float, Int, Unicode
 
 from sgnb.magics.cell_function import CellFunction, compile_cell
@@ -225,6 +230,16 @@ class SglMagics(Magics):
             print(state.text())
         return None
 
+    @line_magic
+    def sgl_cache(self, line: str) -> Any:
+        """`%sgl_cache [URL]`: a live CacheTree of the cells' engine (or of the `sgnb serve` at URL)."""
+        args = _shell_split(line)
+        if len(args) > 1 or (args and not args[0].startswith(("http://", "https://"))):
+            raise SglUsageError(f"%sgl_cache takes nothing or one http(s):// server URL, got {line.strip()!r}")
+        from sgnb.widgets import CacheTree
+
+        return CacheTree(args[0] if args else self.resolve_backend(_option_parser().parse_args([])))
+
     # ------------------------------------------------------------ settings
     def run_defaults(self, opts: argparse.Namespace) -> dict[str, Any]:
         """Sampling defaults for the cell's program: options first, then the magic's settings."""
@@ -295,7 +310,7 @@ class SglMagics(Magics):
             if error is not None:
                 print(f"[{i}] error: {error.message}")
                 continue
-            values = ", ".join(f"{k}={_short(v)}" for k, v in state.stream_executor.variables.items())
+            values = ", ".join(f"{k}={_short(v)}" for k, v in state.stream_executor.data.variables.items())
             print(f"[{i}] {values}")
 
 

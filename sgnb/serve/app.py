@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sgnb.serve import native_api, openai_api
+from sgnb.serve import native_api, openai_api, server_info
 from sgnb.serve.engine_bridge import EngineBridge
 from sgnb.serve.errors import error_response, install_error_handlers
 
@@ -71,6 +71,7 @@ def create_app(engine: Any, api_key: str | None = None, served_model_name: str |
     app.state.engine = engine
     app.state.bridge = bridge
     app.include_router(native_api.build_router(bridge, info))
+    app.include_router(server_info.build_router(bridge, info))
     names = openai_api.ModelNames(name, aliases=(info["model_path"], "default"))
     app.include_router(openai_api.build_router(bridge, names, int(time.time())))
     return app

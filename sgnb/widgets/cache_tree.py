@@ -1,8 +1,12 @@
-"""`CacheTree(engine)`: the engine's radix cache, live: nodes, hit counts, locks, LRU order, gauges.
+"""`CacheTree(target)`: a radix cache, live: nodes, hit counts, locks, LRU order, gauges.
 
-A poller thread checks the engine a few times a second and sends a new ``cache`` trait only when the tree or
-the queues changed. Clicking a node in the browser sets ``selected_node``; the kernel answers with the node's
-full root-path text in ``selected_text`` (browser messages are handled when the cell is idle: fine for clicks).
+``target`` is what ``cache_source()`` accepts: nothing (the default backend's engine, as ``%%sgl`` cells use),
+an ``Engine``, an ``EngineBackend`` / ``sgnb.Runtime(...)``, or a `sgnb serve` (its URL or a
+``RuntimeEndpoint``). The widget reads only that source. A poller thread checks it every ``interval``
+seconds and sends a new ``cache`` trait only when the tree or the queues changed; a remote source's
+failures (server down, HTTP errors) show in ``error`` and polling goes on, so the view recovers with the
+server. Clicking a node in the browser sets ``selected_node``; the kernel answers with the node's full
+root-path text in ``selected_text`` (browser messages are handled when the cell is idle: fine for clicks).
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ from typing import Any
 
 import traitlets
 
+from sgnb.lang.backends.errors import BackendError
 from sgnb.widgets.base import STATIC, StaticFallbackWidget
 from sgnb.widgets.cache_data import cache_data, change_key
+from sgnb.widgets.cache_source import cache_source
 from sgnb.widgets.poller import Poller
 from sgnb.widgets.rich_text import render_cache_rich
 from sgnb.widgets.static_html import render_cache_html
 
 
 class CacheTree(StaticFallbackWidget):
-    """Live view of ``engine``'s radix cache (anything with ``snapshot(max_nodes)``, ``tree`` and ``tokenizer``)."""
+    """Live view of a radix cache: the default backend's engine, an engine, a backend or a server (see above)."""
 
     _esm = STATIC / "cache_tree.js"
 
@@ -29,17 +35,18 @@ class CacheTree(StaticFallbackWidget):
     selected_node = traitlets.Int(-1).tag(sync=True)  # set by a click in the browser (or from Python)
     selected_text = traitlets.Unicode("").tag(sync=True)
     selected_info = traitlets.Dict({}).tag(sync=True)  # {"id", "num_tokens", "error"}
+    source = traitlets.Unicode("").tag(sync=True)  # which engine or server this view follows
+    error = traitlets.Unicode("").tag(sync=True)  # the remote source's last failure; "" once it answers again
 
-    def __init__(self, engine: Any, *, live: bool = True, max_nodes: int = 200, interval: float = 0.25,
+    def __init__(self, target: Any = None, *, live: bool = True, max_nodes: int = 200, interval: float = 0.25,
                  **kwargs: Any) -> None:
-        if not callable(getattr(engine, "snapshot", None)):
-            raise ValueError(f"CacheTree needs an engine with snapshot(), got {type(engine).__name__}")
         if max_nodes < 1:
             raise ValueError(f"max_nodes must be >= 1, got {max_nodes}")
         if not interval > 0:
             raise ValueError(f"interval must be > 0 seconds, got {interval!r}")
-        super().__init__(**kwargs)
-        self.engine = engine
+        cache = cache_source(target)
+        super().__init__(source=cache.label, **kwargs)
+        self.cache_source = cache
         self.max_nodes = max_nodes
         self.interval = interval
         self._last_key: tuple | None = None
@@ -52,7 +59,7 @@ class CacheTree(StaticFallbackWidget):
 
     # ---------------------------------------------------------------- live updates
     def start(self) -> None:
-        """Start following the engine (``live=True`` does it at construction)."""
+        """Start following the source (``live=True`` does it at construction)."""
         if self._poller is None or not self._poller.is_alive:
             self._poller = Poller(self._tick, self.interval, name="sgnb-cache-tree").start()
 
@@ -72,14 +79,22 @@ class CacheTree(StaticFallbackWidget):
         return self._poller is not None and self._poller.is_alive
 
     def refresh(self) -> bool:
-        """Snapshot the engine; set ``cache`` if the tree, pool or queues changed. Returns whether it did."""
+        """Snapshot the source; set ``cache`` if the tree, pool or queues changed. Returns whether it did.
+
+        A remote source's failure is kept in ``error`` (returns False); the next refresh tries again.
+        """
         with self._lock:
             # cheap check first: the snapshot decodes node excerpts under the engine's lock
-            quick = _activity(self.engine)
+            quick = self.cache_source.activity()
             if quick is not None and quick == self._last_activity:
                 return False
+            try:
+                snap = self.cache_source.snapshot(self.max_nodes)
+            except BackendError as exc:
+                self.error = str(exc)
+                return False
             self._last_activity = quick
-            snap = self.engine.snapshot(max_nodes=self.max_nodes)
+            self.error = ""
             key = change_key(snap)
             if key == self._last_key:
                 return False
@@ -101,17 +116,15 @@ class CacheTree(StaticFallbackWidget):
         if node_id < 0:
             self.selected_text, self.selected_info = "", {}
             return
-        tree, tokenizer = getattr(self.engine, "tree", None), getattr(self.engine, "tokenizer", None)
         try:
-            tokens = tree.node_tokens(node_id)
-            text = tokenizer.decode(tokens)
-        except ValueError as exc:  # evicted since the snapshot
+            node = self.cache_source.node_text(node_id)
+        except (ValueError, BackendError) as exc:  # evicted since the snapshot, or the server is unreachable
             self.selected_info = {"id": node_id, "num_tokens": 0, "error": str(exc)}
             self.selected_text = ""
             return
         with self.hold_sync():
-            self.selected_text = text
-            self.selected_info = {"id": node_id, "num_tokens": len(tokens), "error": None}
+            self.selected_text = node["text"]
+            self.selected_info = {"id": node_id, "num_tokens": node["num_tokens"], "error": None}
 
     # ---------------------------------------------------------------- static views
     def static_version(self) -> int:
@@ -123,17 +136,3 @@ class CacheTree(StaticFallbackWidget):
     def __rich__(self) -> Any:
         return render_cache_rich(self.cache)
 
-
-_ACTIVITY_KEYS = ("num_forward_passes", "num_finished", "num_free_slots", "num_evicted_tokens", "queried_tokens",
-                  "num_running", "num_waiting", "tree_tokens")
-
-
-def _activity(engine: Any) -> tuple | None:
-    """Counters that move whenever the tree, the pool or the queues can have changed (None: unknown)."""
-    stats = getattr(engine, "stats", None)
-    if not callable(stats):
-        return None
-    values = stats()
-    if not all(k in values for k in _ACTIVITY_KEYS):
-        return None
-    return tuple(values[k] for k in _ACTIVITY_KEYS)

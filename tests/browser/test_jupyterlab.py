@@ -54,15 +54,15 @@ def _all_ran(obs: dict) -> bool:
     return bool(obs["prompts"]) and all(p.startswith("[") and p[1:-2].strip().isdigit() for p in obs["prompts"])
 
 
-def test_notebook_widgets_render_and_update_live(page, jupyter_lab, screenshots):
+def _open_and_run_all(page, jupyter_lab: str, name: str) -> None:
+    """Open notebook `name` (in the lab's root) on a fresh kernel and start Run All Cells."""
     import httpx
 
-    began = time.monotonic()
     # start the notebook's kernel through the REST API, so the page opens attached to it (no kernel dialog)
     session = httpx.post(f"{jupyter_lab}/api/sessions", json={
-        "path": NOTEBOOK, "name": NOTEBOOK, "type": "notebook", "kernel": {"name": "python3"}}, timeout=60)
+        "path": name, "name": name, "type": "notebook", "kernel": {"name": "python3"}}, timeout=60)
     assert session.status_code == 201, session.text
-    page.goto(f"{jupyter_lab}/lab/tree/{NOTEBOOK}?reset")
+    page.goto(f"{jupyter_lab}/lab/tree/{name}?reset")
     page.wait_for_selector(".jp-Notebook .jp-CodeCell")
     page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90_000)
     page.wait_for_timeout(1000)
@@ -70,6 +70,11 @@ def test_notebook_widgets_render_and_update_live(page, jupyter_lab, screenshots)
         page.locator(".jp-Dialog .jp-mod-accept").click()
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+
+
+def test_notebook_widgets_render_and_update_live(page, jupyter_lab, screenshots):
+    began = time.monotonic()
+    _open_and_run_all(page, jupyter_lab, NOTEBOOK)
 
     observations: list[tuple[float, dict]] = []
     mid_shot = screenshots / "jupyterlab_running.png"
@@ -161,7 +166,16 @@ def _check_interactions(page, screenshots) -> None:
         view.locator(f'.sgnb-pv-text[data-state="{child_id}"]').wait_for()
         assert child.get_attribute("data-selected") == "true"
         view.screenshot(path=str(screenshots / "program_view_fork.png"))
-    # click the deepest cache node: the kernel answers with the node's full text (the notebook is idle now)
+    _click_last_cache_node(page, screenshots / "cache_tree.png")
+    path = page.locator(".sgnb-cp").first
+    if path.count():
+        path.scroll_into_view_if_needed()
+        path.screenshot(path=str(screenshots / "constraint_path.png"))
+
+
+def _click_last_cache_node(page, screenshot) -> None:
+    """Click the first cache tree's last (deepest) node: the kernel answers with the node's full text (the
+    notebook must be idle); the detail panel shows it."""
     cache = page.locator(".sgnb-ct").first
     cache.scroll_into_view_if_needed()
     rows = cache.locator(".sgnb-ct-node")
@@ -171,8 +185,65 @@ def _check_interactions(page, screenshots) -> None:
     full.wait_for(timeout=30_000)
     excerpt = json.loads(leaf.locator(".sgnb-ct-text").inner_text()).rstrip("…")
     assert excerpt and excerpt in full.inner_text()
-    cache.screenshot(path=str(screenshots / "cache_tree.png"))
-    path = page.locator(".sgnb-cp").first
-    if path.count():
-        path.scroll_into_view_if_needed()
-        path.screenshot(path=str(screenshots / "constraint_path.png"))
+    cache.screenshot(path=str(screenshot))
+
+
+def _cache_tree_notebook(url: str) -> dict:
+    """A two-cell notebook that shows the cache tree of the server at `url` (written into the lab's scratch root)."""
+    cells = [
+        {"cell_type": "markdown", "id": "remote-md", "metadata": {},
+         "source": ["The radix cache of a running `sgnb serve`, followed over HTTP."]},
+        {"cell_type": "code", "execution_count": None, "id": "remote-tree", "metadata": {}, "outputs": [],
+         "source": ["from sgnb.widgets import CacheTree\n", "\n", f"CacheTree({url!r}, interval=0.2)"]},
+    ]
+    return {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}}
+
+
+def test_notebook_shows_a_servers_cache_tree_growing(page, jupyter_lab, lab_root, screenshots, engine):
+    import httpx
+
+    from sgnb.serve import ServerThread, create_app
+
+    began = time.monotonic()
+    assert engine.flush_cache()
+    with ServerThread(create_app(engine)) as server:
+        name = "remote_cache_tree.ipynb"
+        (lab_root / name).write_text(json.dumps(_cache_tree_notebook(server.url), indent=1))
+        _open_and_run_all(page, jupyter_lab, name)
+        deadline = time.monotonic() + 120  # a fresh kernel on a loaded machine can take a minute
+        while not (first := page.evaluate(OBSERVE_JS))["caches"] or first["caches"][0]["updates"] < 1:
+            if first["errors"] or time.monotonic() > deadline:
+                page.screenshot(path=str(screenshots / "remote_cache_tree_error.png"), full_page=True)
+                outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
+                pytest.fail(f"no cache tree rendered: errors {first['errors']}, outputs {outputs}")
+            time.sleep(0.2)
+        tree = page.locator(".sgnb-ct").first
+        [start] = first["caches"]
+        assert start["numNodes"] == 1 and start["rows"] == 1  # the flushed server: the root alone
+
+        counts = [start["numNodes"]]
+        prompts = ["Browser cache test: the shared start, then branch one", "Browser cache test: the shared start, "
+                   "then branch two", "Something else entirely for a third branch"]
+        for prompt in prompts:  # another client, sending requests to the server while the notebook watches
+            r = httpx.post(server.url + "/generate",
+                           json={"text": prompt, "sampling_params": {"max_new_tokens": 4, "temperature": 0}},
+                           timeout=120)
+            assert r.status_code == 200
+            page.wait_for_function(
+                "(n) => Number(document.querySelector('.sgnb-ct')?.dataset.numNodes || 0) > n", arg=counts[-1],
+                timeout=30_000)
+            counts.append(page.evaluate(OBSERVE_JS)["caches"][0]["numNodes"])
+        assert counts == sorted(set(counts)) and counts[-1] >= 5, counts  # grew after every request
+        time.sleep(0.3)  # past the server's snapshot throttle: its tree with every request finished
+        on_server = httpx.get(server.url + "/cache_snapshot?max_nodes=1", timeout=60).json()["cache"]["num_nodes"]
+        page.wait_for_function(  # the view settles on the server's whole tree (so the click below hits a leaf)
+            "(n) => Number(document.querySelector('.sgnb-ct')?.dataset.numNodes || 0) === n", arg=on_server,
+            timeout=30_000)
+        final = page.evaluate(OBSERVE_JS)["caches"][0]
+        assert final["rows"] == final["numShown"] == final["numNodes"]
+        assert tree.get_attribute("data-error") == "false"
+
+        _click_last_cache_node(page, screenshots / "remote_cache_tree.png")  # the kernel asks the server
+    engine.check_integrity()
+    assert time.monotonic() - began < 180

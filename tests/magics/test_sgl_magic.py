@@ -218,3 +218,37 @@ def test_backend_option_and_definition_defaults(ip, run):
     warm = ip.user_ns["warm"]
     assert warm.run_defaults == {"temperature": 0.5, "max_new_tokens": 7}
     assert warm.run(x="ok").text() == "ok"
+
+
+# ------------------------------------------------------------------ %sgl_cache
+def test_sgl_cache_shows_the_radix_cache_the_cells_use(ip, run, engine):
+    from sgnb.widgets import CacheTree
+
+    assert engine.flush_cache()
+    tree = run("%sgl_cache")  # SglMagics.backend = "engine" (the ip fixture): the cells' engine
+    try:
+        assert isinstance(tree, CacheTree) and tree.cache_source.engine is engine and tree.is_live
+        assert tree.cache["num_nodes"] == 1
+        run('%%sgl --no-widget --max-tokens 2\nThe cache magic sees this cell: {gen("x")}')
+        tree.refresh()
+        assert tree.cache["num_nodes"] > 1 and "The cache magic" in tree.cache["nodes"][1]["text"]
+    finally:
+        tree.close()
+
+
+def test_sgl_cache_with_a_url_follows_that_server(ip, run, engine):
+    from sgnb.serve import ServerThread, create_app
+
+    with ServerThread(create_app(engine)) as server:
+        tree = run(f"%sgl_cache {server.url}")
+        try:
+            assert tree.source == server.url and tree.error == "" and tree.cache["num_nodes"] >= 1
+        finally:
+            tree.close()
+
+
+@pytest.mark.parametrize("line", ["localhost:30000", "http://a http://b"])
+def test_sgl_cache_refuses_anything_but_one_url(ip, line):
+    result = ip.run_cell(f"%sgl_cache {line}")
+    assert isinstance(result.error_in_exec, SglUsageError)
+    assert "%sgl_cache takes nothing or one http(s):// server URL" in str(result.error_in_exec)

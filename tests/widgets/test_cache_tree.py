@@ -1,12 +1,15 @@
-"""CacheTree's Python-side state after known requests on SmolLM2: nodes, hit counts, locks, LRU, clicks."""
+"""CacheTree's Python-side state after known requests on SmolLM2: nodes, hit counts, locks, LRU, clicks;
+the sources it follows: the default backend, an EngineBackend / Runtime, a real `sgnb serve` over HTTP."""
 
 from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 
 from sgnb.widgets import CacheTree
+from tests.serve.server_fixtures import API_KEY, keyed_server, server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -157,5 +160,135 @@ def test_static_and_rich_views_show_the_same_tree(engine):
 def test_bad_arguments_are_refused(engine):
     with pytest.raises(ValueError, match="needs an engine with snapshot"):
         CacheTree(object())
+    with pytest.raises(ValueError, match="RuntimeEndpoint or an http"):
+        CacheTree("localhost:30000")  # not a URL
     with pytest.raises(ValueError, match="max_nodes must be >= 1"):
         CacheTree(engine, max_nodes=0)
+
+
+def _wait_for(predicate, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def default_backend():
+    """Restores sgnb's default backend (and default model) after the test."""
+    from sgnb.lang.global_config import global_config
+
+    saved = global_config.default_backend, global_config.default_model
+    yield global_config
+    global_config.default_backend, global_config.default_model = saved
+
+
+def test_no_argument_follows_the_default_backends_engine(engine, default_backend):
+    import sgnb
+    from sgnb.lang.backends.engine_backend import EngineBackend
+
+    sgnb.set_default_backend(EngineBackend(engine=engine))
+    assert engine.flush_cache()
+    tree = CacheTree(live=False)
+    assert tree.cache["num_nodes"] == 1 and tree.source.startswith("engine ")
+    engine.generate(PROMPT_A, GREEDY)
+    assert tree.refresh() and tree.cache["num_nodes"] > 1
+    [leaf] = [n for n in tree.cache["nodes"] if n["num_children"] == 0]
+    tree.selected_node = leaf["id"]
+    assert tree.selected_text.startswith(PROMPT_A)
+    engine.check_integrity()
+
+
+def test_no_argument_creates_the_default_engine_like_cells_do(default_backend, smollm2_path, tmp_path):
+    from tests.conftest import make_tiny_model
+
+    default_backend.default_backend = None
+    default_backend.default_model = str(make_tiny_model(tmp_path / "tiny", smollm2_path))
+    tree = CacheTree(live=False)
+    created = default_backend.default_backend  # get_default_backend() made it, as a %%sgl cell would
+    try:
+        assert created is not None and tree.cache_source.engine is created.engine
+        created.engine.generate("The default engine's first prompt", GREEDY)
+        assert tree.refresh() and tree.cache["cached_tokens"] > 0
+        created.engine.check_integrity()
+    finally:
+        created.shutdown()
+
+
+def test_engine_backend_and_runtime_show_their_engines_cache(engine, smollm2_path, tmp_path):
+    import sgnb
+    from sgnb.lang.backends.engine_backend import EngineBackend
+    from tests.conftest import make_tiny_model
+
+    assert engine.flush_cache()
+    engine.generate(PROMPT_A, GREEDY)
+    of_backend = CacheTree(EngineBackend(engine=engine), live=False)
+    assert of_backend.cache_source.engine is engine
+    assert of_backend.cache["cached_tokens"] == engine.snapshot()["cache"]["cached_tokens"] > 0
+
+    runtime = sgnb.Runtime(model_path=str(make_tiny_model(tmp_path / "tiny", smollm2_path)), max_total_tokens=512)
+    try:
+        of_runtime = CacheTree(runtime, live=False)
+        assert of_runtime.cache["num_nodes"] == 1  # its own engine: nothing cached yet
+        runtime.engine.generate(PROMPT_B, GREEDY)
+        assert of_runtime.refresh() and of_runtime.cache["num_nodes"] > 1
+        runtime.engine.check_integrity()
+    finally:
+        runtime.shutdown()
+    engine.check_integrity()
+
+
+def test_remote_tree_grows_while_another_client_sends_requests(server, engine):
+    assert engine.flush_cache()
+    tree = CacheTree(server.url, interval=0.1)
+    try:
+        assert tree.source == server.url and tree.cache["num_nodes"] == 1 and tree.error == ""
+        before = tree.num_updates
+        for prompt in (PROMPT_A, PROMPT_B):  # another client: plain HTTP, not the widget's endpoint
+            r = httpx.post(server.url + "/generate", json={"text": prompt, "sampling_params": GREEDY}, timeout=120)
+            assert r.status_code == 200
+        _wait_for(lambda: tree.cache["num_nodes"] >= 4, "the remote tree to show both branches")
+        assert tree.num_updates > before and tree.is_live
+        texts = " ".join(n["text"] for n in tree.cache["nodes"])
+        assert "Widget test" in texts and "Second" in texts
+        [leaf_b] = [n for n in tree.cache["nodes"] if n["num_children"] == 0 and "Second" in n["text"]]
+        tree.selected_node = leaf_b["id"]  # a click asks the server for the root path's text
+        assert tree.selected_text.startswith(PROMPT_B)
+        assert tree.selected_info == {"id": leaf_b["id"], "num_tokens": leaf_b["depth_tokens"], "error": None}
+        tree.selected_node = -1
+        tree.selected_node = 10**9
+        assert "no node with id" in tree.selected_info["error"]
+    finally:
+        tree.stop()
+    engine.check_integrity()
+
+
+def test_remote_tree_sends_the_endpoints_api_key(keyed_server, engine):
+    from sgnb.lang.backends.errors import BackendError
+    from sgnb.lang.backends.runtime_endpoint import RuntimeEndpoint
+
+    with pytest.raises(BackendError, match="401"):
+        CacheTree(keyed_server.url, live=False)
+    engine.generate(PROMPT_A, GREEDY)
+    tree = CacheTree(RuntimeEndpoint(keyed_server.url, api_key=API_KEY), live=False)
+    assert tree.error == "" and tree.cache["num_nodes"] > 1
+
+
+def test_remote_tree_shows_a_dead_server_and_recovers_when_it_returns(engine):
+    from sgnb.serve import ServerThread, create_app
+
+    first = ServerThread(create_app(engine)).start()
+    tree = CacheTree(first.url, interval=0.1)
+    try:
+        assert tree.error == ""
+        first.stop()
+        _wait_for(lambda: "cannot reach" in tree.error or "failed" in tree.error, "the widget to show the error")
+        assert tree.is_live, "a network error must not end the poller"
+        with ServerThread(create_app(engine), port=first.port) as second:
+            _wait_for(lambda: tree.error == "", "the widget to recover")
+            httpx.post(second.url + "/generate", json={"text": PROMPT_B, "sampling_params": GREEDY}, timeout=120)
+            _wait_for(lambda: any("Second" in n["text"] for n in tree.cache["nodes"]), "the new request's branch")
+            assert tree.is_live
+    finally:
+        tree.stop()
+    engine.check_integrity()

@@ -19,16 +19,16 @@ from typing import Any, Iterator
 
 from sgnb.lang.backends.base import (
     Backend,
-    merge_sample_metas,
-    BackendError,
+    generate_answer,
     GenContext,
     SamplingSpec,
     SelectResult,
-    UnsupportedFeatureError,
 )
+from sgnb.lang.backends.errors import BackendError, UnsupportedFeatureError
 from sgnb.lang.backends.http_json import JSONClient
-from sgnb.lang.chat_template import DEFAULT_TEMPLATE, ChatTemplate, ChatTemplateError, get_chat_template
+from sgnb.lang.chat_template import DEFAULT_TEMPLATE, ChatTemplate, get_chat_template
 from sgnb.lang.choices import ChoicesMethod
+from sgnb.lang.errors import ChatTemplateError
 
 
 def _image_data(image: Any) -> str:
@@ -131,16 +131,11 @@ class RuntimeEndpoint(Backend):
         if params.max_new_tokens == 0:
             self.cache_prefix(ctx.text)
             return ("", {"completion_tokens": 0}) if params.n == 1 else ([""] * params.n, {"choices": []})
-        result = self._generate(self._gen_body(ctx, params))
-        if params.n == 1:
-            self._check_finished(result)
-            self._account(result["meta_info"])
-            return result["text"], dict(result["meta_info"])
-        for r in result:
-            self._check_finished(r)
-            self._account(r["meta_info"])
-        meta = merge_sample_metas([dict(r["meta_info"]) for r in result])
-        return [r["text"] for r in result], meta
+        return generate_answer(self._generate(self._gen_body(ctx, params)), self._finish)
+
+    def _finish(self, result: dict[str, Any]) -> None:
+        self._check_finished(result)
+        self._account(result["meta_info"])
 
     def generate_stream(self, ctx: GenContext, params: SamplingSpec) -> Iterator[tuple[str, dict]]:
         if params.n != 1:
@@ -226,6 +221,19 @@ class RuntimeEndpoint(Backend):
         """Drop the server's prefix cache (SGLang answers plain text, `sgnb serve` JSON with `success`)."""
         answer = self._http.request("POST", "/flush_cache", {}, expect_json=False)
         return '"success":false' not in answer.replace(" ", "")
+
+    # ---------------------------------------------------------------- server state (`sgnb serve` routes)
+    def get_server_info(self) -> dict[str, Any]:
+        """The server's load: running/waiting requests, pool usage, cache hit rate, engine stats."""
+        return self._http.get("/get_server_info")
+
+    def cache_snapshot(self, max_nodes: int = 200) -> dict[str, Any]:
+        """The server engine's `snapshot(max_nodes)` (radix tree, queues, stats) for a remote `CacheTree`."""
+        return self._http.get(f"/cache_snapshot?max_nodes={int(max_nodes)}")
+
+    def cache_node_text(self, node_id: int) -> dict[str, Any]:
+        """`{"id", "text", "num_tokens"}` of a radix node's root path (HTTP 404 when it is gone)."""
+        return self._http.get(f"/cache_node_text?node_id={int(node_id)}")
 
     def shutdown(self) -> None:
         self._http.close()

@@ -1,5 +1,6 @@
 // sgnb CacheTree: gauges, the radix tree (click a node for its full text), details. Data: the `cache` trait,
-// built in Python by sgnb/widgets/cache_data.py. No imports: this file is loaded as a standalone ESM.
+// built in Python by sgnb/widgets/cache_data.py; `source` names the engine or server, `error` is the server's
+// last failure ("" once it answers again). No imports: this file is loaded as a standalone ESM.
 
 function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -30,8 +31,13 @@ function render({ model, el }) {
 
   function drawHeader(c) {
     const used = (c.num_slots || 0) - (c.num_free_slots || 0);
+    const error = model.get("error");
+    el.dataset.error = error ? "true" : "false";
     header.replaceChildren(
       h("span", { class: "sgnb-title", text: "radix cache" }),
+      h("span", { class: "sgnb-chip sgnb-ct-source", text: model.get("source") }),
+      ...(error ? [h("span", { class: "sgnb-chip sgnb-ct-error", style: "color:#b00020;white-space:normal",
+        text: `⚠ ${error}` })] : []),
       gauge("pool usage", c.pool_usage, `${used}/${c.num_slots || 0} slots`),
       gauge("hit rate", c.hit_rate, `${((c.hit_rate || 0) * 100).toFixed(1)}%`),
       h("span", { class: "sgnb-chip", "data-kind": "cache",
@@ -97,6 +103,7 @@ function render({ model, el }) {
   const drawAll = () => { const c = model.get("cache") || {}; drawHeader(c); drawTree(c); };
   model.on("change:cache", drawAll);
   model.on("change:selected_node", drawAll);
+  model.on("change:error", drawAll);
   model.on("change:selected_text", drawDetail);
   model.on("change:selected_info", drawDetail);
   drawAll();
@@ -104,6 +111,7 @@ function render({ model, el }) {
   return () => {
     model.off("change:cache", drawAll);
     model.off("change:selected_node", drawAll);
+    model.off("change:error", drawAll);
     model.off("change:selected_text", drawDetail);
     model.off("change:selected_info", drawDetail);
   };
