@@ -4,7 +4,7 @@
 #   make model         pull SmolLM2-135M-Instruct into $SGNB_CACHE (default ~/.cache/sgnb), once
 #   make demo          run a short real sgnb program
 #   make browser-deps  Debian chromium for the browser tests (root + apt only; otherwise a note)
-#   make test          all of the above that tests need, then the whole pytest suite
+#   make test          venv, model, browser-deps and demo, then the whole pytest suite
 #   make bench-envs    bench-only venvs: bench/.venv-constrained (outlines, xgrammar), bench/.venv-llama (~15 min build)
 
 SHELL := /bin/bash
@@ -59,7 +59,7 @@ browser-deps:
 	fi
 
 # pytest's exit status is make's: failures fail, and exit 5 (no tests collected) fails too.
-test: venv model browser-deps
+test: venv model browser-deps demo
 	@rc=0; $(BIN)/pytest -q -ra -p no:cacheprovider --timeout=600 $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
 	exit $$rc

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 AddArguments = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace], int]
@@ -120,26 +121,73 @@ def _bench_run(args: argparse.Namespace) -> int:
 # --- serve -------------------------------------------------------------------------------------
 
 
+# SGLang's `--dtype` spellings that name one of ours.
+_DTYPE_ALIASES = {"half": "float16", "float": "float32"}
+_DEFAULT_MODEL = "smollm2-135m"
+
+
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", default="smollm2-135m", help="known model name or model folder")
+    from sgnb.serve.limits import HTTPLimits
+
+    limits = HTTPLimits()
+    # The model: positional, or SGLang's `--model-path` (alias `--model`); at most one of them.
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("model", nargs="?", default=None,
+                       help=f"known model name or model folder (default {_DEFAULT_MODEL})")
+    model.add_argument("--model-path", "--model", dest="model_path", default=None, metavar="MODEL",
+                       help="the model, by SGLang's flag name (instead of the positional MODEL)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=30000, help="port to listen on (default 30000)")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer <key>' on every route but /health")
     parser.add_argument("--served-model-name", default=None, help="model id reported by /v1/models (default: MODEL)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", *_DTYPE_ALIASES],
+                        help="weights and activations (SGLang's 'half' = float16, 'float' = float32)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--kv-cache-gb", type=float, default=1.0, help="memory budget of the KV pool")
+    parser.add_argument("--max-total-tokens", type=int, default=None, help="KV pool size in tokens (overrides --kv-cache-gb)")
+    parser.add_argument("--context-length", type=int, default=None, help="longest sequence (default: the model's)")
+    parser.add_argument("--max-running-requests", type=int, default=None, help="most requests decoded together")
+    parser.add_argument("--max-prefill-tokens", "--chunked-prefill-size", dest="max_prefill_tokens", type=int,
+                        default=None, help="prefill tokens per step; longer prompts are chunked")
+    parser.add_argument("--schedule-policy", default=None, help="lpm, dfs-weight or fcfs (default lpm)")
+    parser.add_argument("--attention-backend", default=None, help="auto, torch, triton or flash (default auto)")
     parser.add_argument("--disable-radix-cache", action="store_true", help="no prefix reuse across requests")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--max-request-bytes", type=int, default=limits.max_request_bytes,
+                        help=f"larger request bodies get 413 (default {limits.max_request_bytes} = 8 MiB)")
+    parser.add_argument("--header-timeout", type=float, default=limits.header_timeout,
+                        help=f"seconds for a request's headers to arrive (default {limits.header_timeout:g})")
+    parser.add_argument("--body-timeout", type=float, default=limits.body_timeout,
+                        help=f"seconds for a request's body to arrive, else 408 (default {limits.body_timeout:g})")
+    parser.add_argument("--timeout-keep-alive", type=float, default=limits.keep_alive_timeout,
+                        help=f"seconds an idle connection stays open (default {limits.keep_alive_timeout:g})")
+
+
+def serve_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`serve(...)`'s keyword arguments for parsed `sgnb serve` arguments (engine options left unset are omitted)."""
+    from sgnb.serve.limits import HTTPLimits
+
+    engine_options = {
+        "max_total_tokens": args.max_total_tokens, "max_context_len": args.context_length,
+        "max_running_requests": args.max_running_requests, "max_prefill_tokens": args.max_prefill_tokens,
+        "schedule_policy": args.schedule_policy, "attention_backend": args.attention_backend,
+    }  # fmt: skip
+    limits = HTTPLimits(max_request_bytes=args.max_request_bytes, header_timeout=args.header_timeout,
+                        body_timeout=args.body_timeout, keep_alive_timeout=args.timeout_keep_alive)
+    return {
+        "model": args.model_path or args.model or _DEFAULT_MODEL, "host": args.host, "port": args.port,
+        "api_key": args.api_key, "served_model_name": args.served_model_name, "log_level": args.log_level,
+        "limits": limits, "dtype": _DTYPE_ALIASES.get(args.dtype, args.dtype), "device": args.device,
+        "kv_cache_gb": args.kv_cache_gb, "radix_cache": not args.disable_radix_cache,
+        **{name: value for name, value in engine_options.items() if value is not None},
+    }  # fmt: skip
 
 
 def _serve_run(args: argparse.Namespace) -> int:
     """Serve a model over HTTP: SGLang-native /generate and OpenAI-compatible /v1 routes."""
     from sgnb.serve import serve
 
-    serve(args.model, host=args.host, port=args.port, api_key=args.api_key,
-          served_model_name=args.served_model_name, log_level=args.log_level, dtype=args.dtype,
-          device=args.device, kv_cache_gb=args.kv_cache_gb, radix_cache=not args.disable_radix_cache)
+    serve(**serve_options(args))
     return 0
 
 
@@ -175,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sgnb`` console script; returns the exit code."""
-    from sgnb.engine.model_store import ModelPullError
+    from sgnb.engine.errors import ModelPullError
 
     args = build_parser().parse_args(argv)
     try:

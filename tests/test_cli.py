@@ -65,3 +65,75 @@ def test_pull_unknown_model_fails_with_a_clear_message(tmp_path: Path) -> None:
     assert "unknown model 'not-a-model'" in result.stderr and "smollm2-135m" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "models").exists()
+
+
+# --- sgnb serve's flags (SGLang's names) -------------------------------------------------------
+
+_SERVE_OWN_OPTIONS = {"model", "host", "port", "api_key", "served_model_name", "log_level", "limits"}
+
+
+def _serve_options(*argv: str) -> dict:
+    from sgnb.cli import build_parser, serve_options
+
+    return serve_options(build_parser().parse_args(["serve", *argv]))
+
+
+@pytest.mark.parametrize("argv", [["m1"], ["--model-path", "m1"], ["--model", "m1"]])
+def test_serve_takes_the_model_as_positional_or_sglangs_model_path_or_model(argv: list[str]) -> None:
+    assert _serve_options(*argv)["model"] == "m1"
+
+
+def test_serve_defaults_to_the_default_model_and_leaves_unset_engine_options_to_the_engine() -> None:
+    options = _serve_options()
+    assert options["model"] == "smollm2-135m"
+    engine_options = set(options) - _SERVE_OWN_OPTIONS
+    assert engine_options == {"dtype", "device", "kv_cache_gb", "radix_cache"}
+
+
+def test_serve_refuses_a_positional_model_and_model_path_together() -> None:
+    result = _sgnb("serve", "a", "--model-path", "b")
+    assert result.returncode == 2
+    assert "argument --model-path/--model: not allowed with argument model" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "expected"),
+    [
+        (["--context-length", "512"], "max_context_len", 512),
+        (["--max-running-requests", "8"], "max_running_requests", 8),
+        (["--max-total-tokens", "4096"], "max_total_tokens", 4096),
+        (["--max-prefill-tokens", "256"], "max_prefill_tokens", 256),
+        (["--chunked-prefill-size", "256"], "max_prefill_tokens", 256),
+        (["--schedule-policy", "fcfs"], "schedule_policy", "fcfs"),
+        (["--attention-backend", "torch"], "attention_backend", "torch"),
+        (["--dtype", "half"], "dtype", "float16"),
+        (["--dtype", "float"], "dtype", "float32"),
+        (["--dtype", "bfloat16"], "dtype", "bfloat16"),
+        (["--kv-cache-gb", "0.5"], "kv_cache_gb", 0.5),
+        (["--disable-radix-cache"], "radix_cache", False),
+    ],
+)
+def test_serve_flag_sets_the_engine_option(argv: list[str], option: str, expected: object) -> None:
+    from sgnb.engine.engine_config import EngineConfig
+
+    options = _serve_options(*argv)
+    assert options[option] == expected
+    engine_options = {k: v for k, v in options.items() if k not in _SERVE_OWN_OPTIONS}
+    assert getattr(EngineConfig(model=options["model"], **engine_options), option) == expected
+
+
+def test_serve_limit_flags_set_the_http_limits() -> None:
+    from sgnb.serve.limits import HTTPLimits
+
+    options = _serve_options("--max-request-bytes", "1000", "--header-timeout", "2", "--body-timeout", "3",
+                             "--timeout-keep-alive", "4")
+    assert options["limits"] == HTTPLimits(max_request_bytes=1000, header_timeout=2.0, body_timeout=3.0,
+                                           keep_alive_timeout=4.0)
+    assert _serve_options()["limits"] == HTTPLimits()
+
+
+def test_serve_with_a_bad_limit_fails_with_a_clear_message_before_loading_the_model() -> None:
+    result = _sgnb("serve", "--max-request-bytes", "0", "--port", "1")
+    assert result.returncode == 1
+    assert "sgnb serve: error: max_request_bytes must be positive, got 0" in result.stderr
+    assert "Traceback" not in result.stderr
