@@ -41,14 +41,22 @@ def constraint_pattern(params: SamplingParams) -> str:
     return schema_to_regex(schema, whitespace=params.json_whitespace)
 
 
-def build_constraint(params: SamplingParams, engine: Engine) -> Constraint:
-    """Compile (or fetch from cache) the request's FSM; errors surface at submission, as ValueError."""
+def build_constraint(params: SamplingParams, engine: Engine, max_output_len: int) -> Constraint:
+    """Compile (or fetch from cache) the request's FSM; errors surface at submission, as ValueError.
+
+    max_output_len: the request's output budget (`Req.max_output_len`); a constraint that cannot close
+    within it is refused.
+    """
     vocab = TokenVocab.from_tokenizer(engine.tokenizer, eos_token_ids=engine.eos_ids)
     fsm = compile_regex(constraint_pattern(params), vocab)
     need = int(distances_to_accept(fsm)[fsm.initial_state])
     if need > params.max_new_tokens:
         raise ValueError(f"max_new_tokens={params.max_new_tokens} is too small for this constraint: "
                          f"the shortest valid output takes {need} tokens")
+    if need > max_output_len:
+        raise ValueError(f"prompt leaves room for only {max_output_len} tokens in the context "
+                         f"({engine.max_context_len} tokens), too few for this constraint: the shortest valid "
+                         f"output takes {need} tokens")
     jump = engine.config.jump_forward if params.jump_forward is None else params.jump_forward
     # a draft and the row before it are extended in one chunk, so they must fit one step's budget
     drafting = engine.config.draft_held_back and engine.config.max_prefill_tokens > MAX_HELD_BACK
@@ -148,7 +156,7 @@ class Constraint:
                          max_held_back=MAX_HELD_BACK)
         self.num_held_back += plan.num_held_back
         drafts = list(plan.held_back_ids) if self.is_drafting else []
-        kept = self._affordable(list(plan.token_ids) + drafts, req.params.max_new_tokens - len(req.output_ids))
+        kept = self._affordable(list(plan.token_ids) + drafts, req.max_output_len - len(req.output_ids))
         tokens, drafts = kept[:plan.num_tokens], kept[plan.num_tokens:]
         self.num_drafted += len(drafts)
         if tokens:
@@ -170,8 +178,14 @@ class Constraint:
                 keep = i
         return tokens[:keep]
 
+    @property
+    def is_complete(self) -> bool:
+        """The output so far is a whole match of the constraint (valid JSON for a schema), not a cut-off prefix."""
+        return self.fsm.is_accepting(self.state)
+
     def summary(self) -> dict:
-        return {"pattern": self.fsm.pattern, "num_jumps": self.num_jumps, "num_forced_tokens": self.num_forced_tokens,
+        return {"pattern": self.fsm.pattern, "is_complete": self.is_complete,
+                "num_jumps": self.num_jumps, "num_forced_tokens": self.num_forced_tokens,
                 "num_held_back": self.num_held_back, "num_drafted": self.num_drafted,
                 "num_draft_accepted": self.num_draft_accepted, "num_states": self.fsm.num_states}
 

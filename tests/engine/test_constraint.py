@@ -70,6 +70,63 @@ def test_output_is_closed_within_a_tight_budget(engine):
     jsonschema.validate(json.loads(result["text"]), schema)
 
 
+# open-ended schemas: only the token limit bounds them, so the budget rule must close them
+OPEN_OBJECT_LIST = {"type": "array", "items": {
+    "type": "object", "properties": {"name": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
+    "required": ["name", "tags"]}}
+LONG_STRINGS = {"type": "object", "properties": {"title": {"type": "string"}, "summary": {"type": "string"},
+                                                 "body": {"type": "string", "minLength": 20}},
+                "required": ["title", "summary", "body"]}
+
+
+@pytest.mark.parametrize("temperature, seed", [(0.0, None), (0.9, 11)], ids=["greedy", "sampled"])
+def test_outputs_stopped_by_the_token_limit_are_complete_json(engine, temperature, seed):
+    schemas = [OPEN_OBJECT_LIST, LONG_STRINGS]
+    prompt = _prompt(engine, "Return a long JSON value with many items and long texts.")
+    cases = [(schema, budget) for schema in schemas for budget in (23, 31, 40)]
+    results = engine.generate([prompt] * len(cases), [
+        {"json_schema": schema, "temperature": temperature, "sampling_seed": seed, "max_new_tokens": budget}
+        for schema, budget in cases])
+    for (schema, budget), result in zip(cases, results):
+        meta = result["meta_info"]
+        assert meta["completion_tokens"] <= budget
+        jsonschema.validate(json.loads(result["text"]), schema)
+        assert meta["constraint"]["is_complete"] is True
+    # the open schemas run into the limit: the budget rule, not the model, closed them
+    assert sum(r["meta_info"]["finish_reason"]["type"] == "length" for r in results) >= len(cases) // 2
+    engine.check_integrity()
+
+
+def test_outputs_stopped_by_the_context_length_are_complete_json(smollm2_path):
+    """The context, not max_new_tokens, is the tighter limit: the budget rule closes the output within it."""
+    with extra_engine(smollm2_path) as probe:
+        prompt = _prompt(probe, "Return a long JSON value with many items and long texts.")
+        prompt_len = len(probe.tokenizer.encode(prompt))
+    room = 30                                     # tokens the context leaves after the prompt
+    with extra_engine(smollm2_path, max_context_len=prompt_len + room) as small:
+        results = small.generate([prompt] * 2, [{"json_schema": schema, "temperature": 0, "max_new_tokens": 200}
+                                                for schema in (OPEN_OBJECT_LIST, LONG_STRINGS)])
+        for schema, result in zip((OPEN_OBJECT_LIST, LONG_STRINGS), results):
+            meta = result["meta_info"]
+            assert meta["completion_tokens"] <= room
+            jsonschema.validate(json.loads(result["text"]), schema)
+            assert meta["constraint"]["is_complete"] is True
+        assert any(r["meta_info"]["finish_reason"]["type"] == "length" for r in results)   # the context ended it
+        with pytest.raises(ValueError, match="leaves room for only"):      # cannot close within the context
+            small.generate(prompt, {"regex": "[0-9]{40}", "max_new_tokens": 60})
+        small.check_integrity()
+
+
+def test_an_output_a_stop_string_cuts_off_is_reported_incomplete(engine):
+    pattern = r"[a-z ]{5,60}\."
+    result = engine.generate(_prompt(engine, "Describe the sea in one sentence."), {
+        "regex": pattern, "temperature": 0, "max_new_tokens": 40, "stop": [" "]})
+    assert result["meta_info"]["finish_reason"] == {"type": "stop", "matched": " "}
+    assert not re.fullmatch(pattern, result["text"])
+    assert result["meta_info"]["constraint"]["is_complete"] is False
+    engine.check_integrity()
+
+
 def test_budget_below_the_shortest_valid_output_is_refused(engine):
     with pytest.raises(ValueError, match="too small for this constraint"):
         engine.generate("Hi", {"regex": "[0-9]{40}", "max_new_tokens": 3})
