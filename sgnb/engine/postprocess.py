@@ -139,14 +139,8 @@ def append_token(ctx: PostprocessContext, req: Req, token: int,
     if token in p.stop_token_ids or (token in ctx.eos_ids and not p.ignore_eos):
         req.detok.flush(req.output_ids)
         req.finish_reason = {"type": "stop", "matched": token}
-    else:
-        delta = req.detok.update(req.output_ids)
-        hit = find_stop(req.detok.text, p.stop, len(delta)) if p.stop and delta else None
-        if hit is not None:
-            idx, stop = hit
-            req.finish_reason = {"type": "stop", "matched": stop}
-            req.text = req.detok.text[:idx + len(stop)] if p.no_stop_trim else req.detok.text[:idx]
-        elif len(req.output_ids) >= p.max_new_tokens or len(req.fill_ids) >= ctx.max_context_len:
+    elif not _ends_at_stop_string(req, req.detok.update(req.output_ids)):
+        if len(req.output_ids) >= p.max_new_tokens or len(req.fill_ids) >= ctx.max_context_len:
             req.finish_reason = {"type": "length", "length": len(req.output_ids)}
         elif req.constraint is not None and req.constraint.is_finished:
             req.finish_reason = {"type": "stop", "matched": None}
@@ -173,13 +167,28 @@ def _jump_forward(ctx: PostprocessContext, req: Req) -> bool:
         return False
     req.output_ids += forced
     ctx.counters.num_forced_tokens += len(forced)
-    req.detok.update(req.output_ids)
+    delta = req.detok.update(req.output_ids)
     req.text = req.detok.text
+    if _ends_at_stop_string(req, delta):           # a stop string inside the forced text ends it too
+        finish(ctx, req)
+        return True
     if _end_if_forced_out(req):
         _finish_with_text(ctx, req)
         return True
     ctx.scheduler.move_to_pending(req)
     return False
+
+
+def _ends_at_stop_string(req: Req, delta: str) -> bool:
+    """When the text just added (`delta`) completes a stop string, set the finish reason and the trimmed text."""
+    p = req.params
+    hit = find_stop(req.detok.text, p.stop, len(delta)) if p.stop and delta else None
+    if hit is None:
+        return False
+    idx, stop = hit
+    req.finish_reason = {"type": "stop", "matched": stop}
+    req.text = req.detok.text[:idx + len(stop)] if p.no_stop_trim else req.detok.text[:idx]
+    return True
 
 
 def _end_if_forced_out(req: Req) -> bool:

@@ -127,6 +127,17 @@ def test_an_output_a_stop_string_cuts_off_is_reported_incomplete(engine):
     engine.check_integrity()
 
 
+def test_a_stop_string_inside_jump_forward_text_ends_the_output(engine):
+    """The forced text ". The end: " holds the stop string: the request ends there, not tokens later."""
+    result = engine.generate(_prompt(engine, "Is the sea blue? Answer yes or no."), {
+        "regex": r"(yes|no)\. The end: [a-z]{3,10}\.", "temperature": 0, "max_new_tokens": 30,
+        "stop": ["The end"]})
+    assert result["text"] in ("yes. ", "no. ")
+    assert result["meta_info"]["finish_reason"] == {"type": "stop", "matched": "The end"}
+    assert result["meta_info"]["constraint"]["num_jumps"] >= 1
+    engine.check_integrity()
+
+
 def test_budget_below_the_shortest_valid_output_is_refused(engine):
     with pytest.raises(ValueError, match="too small for this constraint"):
         engine.generate("Hi", {"regex": "[0-9]{40}", "max_new_tokens": 3})
