@@ -7,10 +7,16 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sgnb.engine.detokenizer import IncrementalDetokenizer
 from sgnb.engine.sampling_params import SamplingParams
+
+if TYPE_CHECKING:
+    import torch
+
+    from sgnb.engine.constraint import Constraint
+    from sgnb.engine.radix_cache import TreeNode
 
 _ids = itertools.count()
 
@@ -62,7 +68,7 @@ class Req:
     top_logprobs_num: int = 0
     is_score: bool = False             # prefill only: input logprobs, no generated token
     stream: bool = False
-    constraint: Any = None             # sgnb.engine.constraint.Constraint for regex / JSON requests
+    constraint: Constraint | None = None   # regex / JSON requests
     # most tokens the output may hold: max_new_tokens, or fewer where the context leaves less room after the
     # prompt (the engine sets it); the constraint's budget rule closes outputs within it
     max_output_len: int = -1
@@ -73,7 +79,7 @@ class Req:
     draft_ids: list[int] = field(default_factory=list)
     kv_len: int = 0                    # leading tokens of fill_ids whose K/V are in the pool
     tree_len: int = 0                  # leading tokens whose slots belong to the prefix cache (locked via last_node)
-    last_node: Any = None
+    last_node: TreeNode | None = None
     row: int | None = None             # row in the request-to-token table while admitted
     cached_tokens: int = 0             # prompt tokens served from the prefix cache (first admission)
     num_skips: int = 0                 # scheduling rounds passed over while others were admitted
@@ -89,7 +95,7 @@ class Req:
     input_top_logprobs: list = field(default_factory=list)
     output_token_logprobs: list = field(default_factory=list)
     output_top_logprobs: list = field(default_factory=list)
-    generator: Any = None              # torch.Generator when a sampling_seed is set
+    generator: torch.Generator | None = None   # when a sampling_seed is set
     sink: ResultSink = field(default_factory=ResultSink)
 
     def __post_init__(self) -> None:
