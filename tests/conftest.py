@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# `server` / `keyed_server`: a real `sgnb serve` over the shared engine, for every test folder that needs one
+pytest_plugins = ("tests.serve.server_fixtures",)
+
 
 @pytest.fixture(autouse=True)
 def _python_sigint_handler():

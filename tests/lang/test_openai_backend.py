@@ -17,7 +17,7 @@ from sgnb.lang.backends.errors import BackendError, SpecMatchError, UnsupportedF
 from sgnb.lang.backends.openai import OpenAI
 from sgnb.lang.backends.runtime_endpoint import RuntimeEndpoint
 from sgnb.lang.choices import token_length_normalized
-from tests.serve.server_fixtures import SERVED_MODEL_NAME, server  # noqa: F401  (fixture)
+from tests.serve.server_fixtures import SERVED_MODEL_NAME
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from sgnb.lang.backends.base import GenContext, SamplingSpec
 from sgnb.lang.backends.errors import BackendError
 from sgnb.lang.backends.runtime_endpoint import RuntimeEndpoint
 from sgnb.lang.choices import token_length_normalized, unconditional_likelihood_normalized
-from tests.serve.server_fixtures import API_KEY, keyed_server, server  # noqa: F401  (fixtures)
+from tests.serve.server_fixtures import API_KEY
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,6 @@ from sgnb.pipeline.rows import read_output, read_rows
 from sgnb.pipeline.runner import load_pipeline, program_arguments, run_rows
 from tests.pipeline.notebook_files import REPO, write_notebook
 from tests.pipeline.notebook_files import sgnb as sgnb_cli
-from tests.serve.server_fixtures import server  # noqa: F401 - fixture: `sgnb serve` over the session engine
 
 PROGRAM = '''\
 %%sgl count(word, n) --temperature 0

@@ -1,3 +1,2 @@
-"""Serve tests talk to a real `sgnb serve` (uvicorn thread) over the shared SmolLM2 engine."""
-
-from tests.serve.server_fixtures import keyed_server, server  # noqa: F401  (fixtures)
+"""Serve tests talk to a real `sgnb serve` (uvicorn thread) over the shared SmolLM2 engine (fixtures in
+`tests.serve.server_fixtures`, registered by the root conftest)."""

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from sgnb.widgets import CacheTree
-from tests.serve.server_fixtures import API_KEY, keyed_server, server  # noqa: F401  (fixtures)
+from tests.serve.server_fixtures import API_KEY
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,6 @@ import pytest
 
 from sgnb.widgets import ProgramView
 from sgnb.widgets.program_data import find_state, program_data
-from tests.widgets.waiting import wait_finished
 
 pytestmark = pytest.mark.slow
 

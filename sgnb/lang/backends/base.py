@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields, make_dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator
 
 from sgnb.engine.sampling_params import SAMPLING_FIELDS, check_value
