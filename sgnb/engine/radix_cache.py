@@ -1,4 +1,4 @@
-"""RadixAttention prefix cache (SGLang paper, arXiv 2312.07104; BRIEF §2).
+"""RadixAttention prefix cache (SGLang paper, arXiv 2312.07104).
 
 A radix tree whose edges are runs of token ids and whose node values are the KV slot ids of those
 tokens. A request looks up its longest cached prefix (``match_prefix``), locks that path while it

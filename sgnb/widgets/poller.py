@@ -1,6 +1,6 @@
 """A throttled background poller: the thread that keeps a live widget in sync while a cell runs.
 
-Trait changes made from a worker thread reach the browser while the cell is still running (BRIEF §4), so
+Trait changes made from a worker thread reach the browser while the cell is still running, so
 the widgets poll their plain-data source here and set traits only when the data changed.
 """
 
