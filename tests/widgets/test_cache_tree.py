@@ -247,10 +247,13 @@ def test_remote_tree_grows_while_another_client_sends_requests(server, engine):
         for prompt in (PROMPT_A, PROMPT_B):  # another client: plain HTTP, not the widget's endpoint
             r = httpx.post(server.url + "/generate", json={"text": prompt, "sampling_params": GREEDY}, timeout=120)
             assert r.status_code == 200
-        _wait_for(lambda: tree.cache["num_nodes"] >= 4, "the remote tree to show both branches")
+        def texts() -> str:
+            return " ".join(n["text"] for n in tree.cache["nodes"])
+
+        # each request's prompt and then its output enter the tree: wait for the second branch itself
+        _wait_for(lambda: "Second" in texts(), "the remote tree to show both branches")
         assert tree.num_updates > before and tree.is_live
-        texts = " ".join(n["text"] for n in tree.cache["nodes"])
-        assert "Widget test" in texts and "Second" in texts
+        assert tree.cache["num_nodes"] >= 4 and "Widget test" in texts() and "First" in texts()
         [leaf_b] = [n for n in tree.cache["nodes"] if n["num_children"] == 0 and "Second" in n["text"]]
         tree.selected_node = leaf_b["id"]  # a click asks the server for the root path's text
         assert tree.selected_text.startswith(PROMPT_B)
