@@ -18,6 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sgnb.serve.errors import error_response
 
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024  # 8 MiB: ~2M tokens of text, far past any model's context
+# After a 413 the rest of the body is read and dropped for at most this long before the connection closes
+# (a "lingering close"): closing a socket with unread input resets it, and a client still sending its body
+# (httpx, requests) would then lose the answer it has not read yet.
+LINGER_SECONDS = 2.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -59,12 +63,13 @@ class RequestBodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._refuse(scope, receive, send, 413, f"request body of {int(declared)} bytes exceeds "
-                                                          f"the server's limit of {limit} bytes")
+                                                          f"the server's limit of {limit} bytes", linger=True)
             return
         try:
             body = await asyncio.wait_for(self._read_body(receive), self.limits.body_timeout)
         except _BodyTooLarge:
-            await self._refuse(scope, receive, send, 413, f"request body exceeds the server's limit of {limit} bytes")
+            await self._refuse(scope, receive, send, 413, f"request body exceeds the server's limit of {limit} bytes",
+                               linger=True)
             return
         except asyncio.TimeoutError:
             await self._refuse(scope, receive, send, 408,
@@ -100,8 +105,25 @@ class RequestBodyLimit:
                 return b"".join(chunks)
 
     @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send, status_code: int, message: str) -> None:
-        """Answer `status_code` and close the connection (the rest of the body is never read)."""
+    async def _refuse(scope: Scope, receive: Receive, send: Send, status_code: int, message: str,
+                      linger: bool = False) -> None:
+        """Answer `status_code` and close the connection. The rest of the body is never used: with `linger`,
+        it is read and dropped (for at most LINGER_SECONDS) between sending the answer and closing."""
         response = error_response(status_code, message)
         response.headers["connection"] = "close"
-        await response(scope, receive, send)
+        await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body, "more_body": linger})
+        if linger:
+            try:
+                await asyncio.wait_for(_discard_body(receive), LINGER_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _discard_body(receive: Receive) -> None:
+    """Read the request body to its end (or the client's disconnect), keeping none of it."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            return
