@@ -250,11 +250,20 @@ def test_remote_tree_grows_while_another_client_sends_requests(server, engine):
         def texts() -> str:
             return " ".join(n["text"] for n in tree.cache["nodes"])
 
-        # each request's prompt and then its output enter the tree: wait for the second branch itself
-        _wait_for(lambda: "Second" in texts(), "the remote tree to show both branches")
+        # each request's prompt and then its output enter the tree: wait until the view shows the final tree
+        final_num_nodes = engine.snapshot()["cache"]["num_nodes"]
+        _wait_for(lambda: "Second" in texts() and tree.cache["num_nodes"] == final_num_nodes,
+                  "the remote tree to show both branches")
         assert tree.num_updates > before and tree.is_live
-        assert tree.cache["num_nodes"] >= 4 and "Widget test" in texts() and "First" in texts()
-        [leaf_b] = [n for n in tree.cache["nodes"] if n["num_children"] == 0 and "Second" in n["text"]]
+        assert final_num_nodes >= 4 and "Widget test" in texts() and "First" in texts()
+        nodes = {n["id"]: n for n in tree.cache["nodes"]}
+
+        def is_on_branch_b(node: dict) -> bool:
+            while node is not None and "Second" not in node["text"]:
+                node = nodes.get(node["parent"])
+            return node is not None
+
+        [leaf_b] = [n for n in nodes.values() if n["num_children"] == 0 and is_on_branch_b(n)]
         tree.selected_node = leaf_b["id"]  # a click asks the server for the root path's text
         assert tree.selected_text.startswith(PROMPT_B)
         assert tree.selected_info == {"id": leaf_b["id"], "num_tokens": leaf_b["depth_tokens"], "error": None}
