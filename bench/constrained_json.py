@@ -224,19 +224,22 @@ class PassTimer:
         return taken
 
 
-def run_sgnb(engine, timer: PassTimer, workload: Workload, max_new_tokens: int, jump_forward: bool,
-             batch: bool) -> Run:
-    params = {"max_new_tokens": max_new_tokens, "temperature": 0, "json_schema": workload.schema,
-              "json_whitespace": workload.whitespace, "jump_forward": jump_forward}
+def json_params(workload: Workload, max_new_tokens: int, jump_forward: bool) -> dict:
+    return {"max_new_tokens": max_new_tokens, "temperature": 0, "json_schema": workload.schema,
+            "json_whitespace": workload.whitespace, "jump_forward": jump_forward}
+
+
+def run_sgnb(engine, timer: PassTimer, prompts: list[str], params: dict, batch: bool) -> Run:
+    """One timed run of `prompts` with constrained sampling `params`, the cache flushed first."""
     if not engine.flush_cache():
         raise RuntimeError("flush_cache refused: requests still running")
     before = engine.stats()["num_forward_passes"]
     timer.take()
     t0 = time.perf_counter()
     if batch:
-        results = engine.generate(workload.prompts, params)
+        results = engine.generate(prompts, params)
     else:
-        results = [engine.generate(p, params) for p in workload.prompts]
+        results = [engine.generate(p, params) for p in prompts]
     seconds = time.perf_counter() - t0
     summaries = [r["meta_info"]["constraint"] for r in results]
     return Run(seconds, [r["text"] for r in results], sum(r["meta_info"]["completion_tokens"] for r in results),
@@ -262,7 +265,9 @@ def sgnb_compile_ms(schema: dict, tokenizer) -> float:
 
 
 def hf_worker() -> None:
-    """Runs under the bench venv's Python: reads the job from stdin, prints one JSON line of results."""
+    """Runs under the bench venv's Python: reads the job from stdin, prints one JSON line of results.
+    A workload is a JSON schema ("schema") or a grammar (bench/grammar.py: "lark" for outlines' CFG, which
+    its llguidance backend compiles, and the same grammar as "ebnf" for xgrammar)."""
     import warnings
 
     import torch
@@ -307,8 +312,14 @@ def _hf_lib(lib: str, job: dict, model, tok, versions: dict) -> dict:
         if [tok(p)["input_ids"] for p in prompts] != wl["input_ids"]:
             raise RuntimeError("transformers tokenizes the prompts differently from sgnb")
         t0 = time.perf_counter()
-        if lib == "outlines":  # compact whitespace, like sgnb's default
+        if lib == "outlines" and "lark" in wl:
+            from outlines.types import CFG
+
+            gen = outlines.Generator(omodel, CFG(wl["lark"]))
+        elif lib == "outlines":  # compact whitespace, like sgnb's default
             gen = outlines.Generator(omodel, JsonSchema(wl["schema"], whitespace_pattern=""), backend="outlines_core")
+        elif "ebnf" in wl:
+            grammar = compiler.compile_grammar(wl["ebnf"])
         else:
             grammar = compiler.compile_json_schema(json.dumps(wl["schema"]), any_whitespace=False,
                                                    separators=(",", ":"))
@@ -341,17 +352,38 @@ def _hf_lib(lib: str, job: dict, model, tok, versions: dict) -> dict:
     return result
 
 
-def run_hf_libs(python: Path, model_path: Path, dtype: str, workloads: list[Workload], tokenizer,
-                max_new_tokens: int, repeats: int, modes: list[str], subset: int) -> dict:
+def run_hf_libs(python: Path, model_path: Path, dtype: str, workloads: list[dict], max_new_tokens: int,
+                repeats: int, modes: list[str], subset: int) -> dict:
+    """Runs `hf_worker` in the bench venv; each workload: name, prompts, their input_ids, and its constraint."""
     job = {"model_path": str(model_path), "dtype": dtype, "max_new_tokens": max_new_tokens, "repeats": repeats,
-           "modes": modes, "subset": subset,
-           "workloads": [{"name": w.name, "schema": w.schema, "prompts": w.prompts,
-                          "input_ids": [tokenizer(p)["input_ids"] for p in w.prompts]} for w in workloads]}
+           "modes": modes, "subset": subset, "workloads": workloads}
     proc = subprocess.run([str(python), str(Path(__file__).resolve()), "--hf-worker"], input=json.dumps(job),
                           capture_output=True, text=True)
     if proc.returncode:
         return {"error": f"worker failed (exit {proc.returncode}): {proc.stderr[-800:]}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def add_hf_runs(python: Path, model_path: Path, args: argparse.Namespace, jobs: list[dict], modes: list[str],
+                results: dict[tuple[str, str], dict[str, list[Run]]], compile_ms: dict[str, dict[str, float]]) -> None:
+    """Run outlines and xgrammar on `jobs` in the bench venv; file their runs under (workload, mode) in `results`
+    and their compile times in `compile_ms`, or print why a library (or the worker) failed."""
+    hf = run_hf_libs(python, model_path, args.dtype, jobs, args.max_new_tokens, args.hf_repeats or args.repeats,
+                     modes, args.hf_subset)
+    if "error" in hf:
+        print(f"outlines / xgrammar: {hf['error']}")
+        return
+    print(f"bench venv: {', '.join(f'{k} {v}' for k, v in hf['versions'].items())}")
+    for lib, per_workload in hf["libs"].items():
+        if "error" in per_workload:
+            print(f"{lib}: failed, skipped: {per_workload['error']}")
+            continue
+        for job in jobs:
+            entry = per_workload[job["name"]]
+            compile_ms[job["name"]][lib] = entry["compile_ms"]
+            for mode in modes:
+                results[(job["name"], mode)][f"{lib} + transformers"] = [
+                    Run(r["seconds"], r["texts"], r["num_output_tokens"]) for r in entry["runs"][mode]]
 
 
 # ---------------------------------------------------------------------------- report
@@ -454,16 +486,15 @@ def main() -> None:
         timer = PassTimer(engine)
         for w in workloads:  # compile the FSM and warm the mask cache outside the timings
             for jf in (True, False):
-                engine.generate(w.prompts[0], {"max_new_tokens": args.max_new_tokens, "temperature": 0,
-                                               "json_schema": w.schema, "json_whitespace": w.whitespace,
-                                               "jump_forward": jf})
+                engine.generate(w.prompts[0], json_params(w, args.max_new_tokens, jf))
         for rep in range(args.repeats):
             for w in workloads:
                 for mode in modes:
                     rows = results.setdefault((w.name, mode), {"sgnb jump-forward": [], "sgnb no jump-forward": []})
                     order = (True, False) if rep % 2 == 0 else (False, True)  # alternate who goes first
                     for jf in order:
-                        run = run_sgnb(engine, timer, w, args.max_new_tokens, jf, mode == "batch")
+                        run = run_sgnb(engine, timer, w.prompts, json_params(w, args.max_new_tokens, jf),
+                                       mode == "batch")
                         rows["sgnb jump-forward" if jf else "sgnb no jump-forward"].append(run)
             print(f"  sgnb repeat {rep + 1}/{args.repeats} done, load average {os.getloadavg()[0]:.1f}", flush=True)
         engine.check_integrity()
@@ -473,22 +504,9 @@ def main() -> None:
     if args.whitespace != "compact":
         print("outlines / xgrammar: skipped, they run with compact whitespace only")
     elif python.exists():
-        hf = run_hf_libs(python, model_path, args.dtype, workloads, tokenizer, args.max_new_tokens,
-                         args.hf_repeats or args.repeats, modes, args.hf_subset)
-        if "error" in hf:
-            print(f"outlines / xgrammar: {hf['error']}")
-        else:
-            print(f"bench venv: {', '.join(f'{k} {v}' for k, v in hf['versions'].items())}")
-            for lib, per_workload in hf["libs"].items():
-                if "error" in per_workload:
-                    print(f"{lib}: failed, skipped: {per_workload['error']}")
-                    continue
-                for w in workloads:
-                    entry = per_workload[w.name]
-                    compile_ms[w.name][lib] = entry["compile_ms"]
-                    for mode in modes:
-                        results[(w.name, mode)][f"{lib} + transformers"] = [
-                            Run(r["seconds"], r["texts"], r["num_output_tokens"]) for r in entry["runs"][mode]]
+        jobs = [{"name": w.name, "schema": w.schema, "prompts": w.prompts,
+                 "input_ids": [tokenizer(p)["input_ids"] for p in w.prompts]} for w in workloads]
+        add_hf_runs(python, model_path, args, jobs, modes, results, compile_ms)
     else:
         print(f"outlines / xgrammar: skipped, no bench venv at {python} (run `make bench-envs`)")
 

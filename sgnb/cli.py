@@ -152,6 +152,13 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule-policy", default=None, help="lpm, dfs-weight or fcfs (default lpm)")
     parser.add_argument("--attention-backend", default=None, help="auto, torch, triton or flash (default auto)")
     parser.add_argument("--disable-radix-cache", action="store_true", help="no prefix reuse across requests")
+    # The tiered cache (HiCache): evicted KV kept in host memory, and on disk across restarts.
+    parser.add_argument("--enable-hierarchical-cache", action="store_true", default=None,
+                        help="keep evicted KV in host memory (and on disk with --hicache-storage-dir)")
+    parser.add_argument("--hicache-size", type=float, default=None, help="GB of host memory for the host tier")
+    parser.add_argument("--hicache-storage-dir", default=None,
+                        help="folder of the disk tier: the cache persists across restarts")
+    parser.add_argument("--hicache-storage-size", type=float, default=None, help="GB cap of the disk tier (LRU)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--max-request-bytes", type=int, default=limits.max_request_bytes,
                         help=f"larger request bodies get 413 (default {limits.max_request_bytes} = 8 MiB)")
@@ -171,6 +178,8 @@ def serve_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_total_tokens": args.max_total_tokens, "max_context_len": args.context_length,
         "max_running_requests": args.max_running_requests, "max_prefill_tokens": args.max_prefill_tokens,
         "schedule_policy": args.schedule_policy, "attention_backend": args.attention_backend,
+        "enable_hierarchical_cache": args.enable_hierarchical_cache, "hicache_size": args.hicache_size,
+        "hicache_storage_dir": args.hicache_storage_dir, "hicache_storage_size": args.hicache_storage_size,
     }  # fmt: skip
     limits = HTTPLimits(max_request_bytes=args.max_request_bytes, header_timeout=args.header_timeout,
                         body_timeout=args.body_timeout, keep_alive_timeout=args.timeout_keep_alive)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import threading
@@ -10,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
+# `@triton.jit` picks the interpreter or the compiler when triton is first imported, and importing
+# transformers' processors pulls triton in (through torch._dynamo) while test modules are collected, long
+# before tests/kernels/conftest.py runs: set it here, first. On the CPU "auto" still picks the torch backend.
+os.environ["TRITON_INTERPRET"] = "1"
+
 # `server` / `keyed_server`: a real `sgnb serve` over the shared engine, for every test folder that needs one
-pytest_plugins = ("tests.serve.server_fixtures",)
+pytest_plugins = ("tests.serve.server_fixtures", "tests.vlm_fixtures")
 
 
 @pytest.fixture(autouse=True)

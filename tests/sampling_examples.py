@@ -22,6 +22,8 @@ EXAMPLE_VALUES = {
     "sampling_seed": 7,
     "regex": "[a-z ]+",
     "json_schema": '{"type": "integer"}',
+    "ebnf": 'root ::= "red" | "blue"',
+    "lark": 'start: "red" | "green"',
     "json_whitespace": "flexible",
     "jump_forward": False,
     "skip_special_tokens": False,
@@ -30,5 +32,12 @@ EXAMPLE_VALUES = {
 
 
 def without(*names: str) -> dict:
-    """The example values less `names` (regex and json_schema exclude each other)."""
+    """The example values less `names`."""
     return {k: v for k, v in EXAMPLE_VALUES.items() if k not in names}
+
+
+def with_constraint(name: str) -> dict:
+    """The example values with one constraint field, `name` (the constraint fields exclude each other)."""
+    from sgnb.engine.sampling_params import CONSTRAINT_FIELDS
+
+    return without(*(other for other in CONSTRAINT_FIELDS if other != name))

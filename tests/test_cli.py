@@ -122,6 +122,18 @@ def test_serve_flag_sets_the_engine_option(argv: list[str], option: str, expecte
     assert getattr(EngineConfig(model=options["model"], **engine_options), option) == expected
 
 
+def test_serve_hicache_flags_set_the_tiered_cache_options(tmp_path: Path) -> None:
+    from sgnb.engine.engine_config import EngineConfig
+
+    options = _serve_options("--enable-hierarchical-cache", "--hicache-size", "0.5", "--hicache-storage-dir",
+                             str(tmp_path), "--hicache-storage-size", "3")
+    expected = {"enable_hierarchical_cache": True, "hicache_size": 0.5, "hicache_storage_dir": str(tmp_path),
+                "hicache_storage_size": 3.0}
+    assert {name: options[name] for name in expected} == expected
+    config = EngineConfig(**{k: v for k, v in options.items() if k not in _SERVE_OWN_OPTIONS})
+    assert {name: getattr(config, name) for name in expected} == expected
+
+
 def test_serve_limit_flags_set_the_http_limits() -> None:
     from sgnb.serve.limits import HTTPLimits
 

@@ -51,6 +51,9 @@ NOT_RUN = {
         ".venv/bin/python -m bench.programs",
         ".venv/bin/python bench/constrained_json.py",
         ".venv/bin/python bench/constrained_compile.py",
+        ".venv/bin/python bench/multi_turn.py",
+        ".venv/bin/python bench/multi_turn.py --restart",
+        ".venv/bin/python bench/grammar.py",
     )},
 }  # fmt: skip
 # A program block (keyed by its first line) -> the test that runs it.

@@ -17,7 +17,8 @@ structural position (inside brackets and around ':' and ',').
 
 Recursive $ref is unrolled at most max_recursion_depth times; past that, optional places
 (an optional property, an array that may be empty, an anyOf branch) drop the recursive
-alternative, and a required recursion is a ConstraintError.
+alternative, and a required recursion is a ConstraintError. (The engine sends recursive schemas
+to its grammar path instead, with no depth limit: `sgnb.constrained.schema_refs.is_recursive`.)
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 from sgnb.constrained.errors import ConstraintError
 from sgnb.constrained.json_regex import BOOLEAN, FORMATS, INTEGER, NULL, NUMBER, STRING, STRING_CHAR
 from sgnb.constrained.regex_parse import parse_regex
 from sgnb.constrained.regex_text import escape_literal, json_string_body
+from sgnb.constrained.schema_refs import resolve_ref
 
 ANY_VALUE_DEPTH = 2  # how deep `{}` / `true` (any JSON value) may nest arrays and objects
 
@@ -189,19 +190,9 @@ class _Converter:
 
     # --- combinators ---------------------------------------------------------------------
     def ref(self, ref: object, path: str) -> str:
-        if not isinstance(ref, str) or not ref.startswith("#"):
-            raise ConstraintError(f"only local '$ref' (starting with '#') is supported, got {ref!r} at {path}")
+        target = resolve_ref(self.root, ref, path)
         if self.ref_stack.count(ref) >= self.max_depth:
             raise _Prune(f"recursive '$ref' {ref!r} exceeds max_recursion_depth={self.max_depth} at {path}")
-        target = self.root
-        for part in [p for p in ref[1:].split("/") if p]:
-            part = unquote(part).replace("~1", "/").replace("~0", "~")
-            if isinstance(target, Mapping) and part in target:
-                target = target[part]
-            elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
-                target = target[int(part)]
-            else:
-                raise ConstraintError(f"'$ref' {ref!r} at {path} does not resolve")
         self.ref_stack.append(ref)
         try:
             return self.convert(target, ref)

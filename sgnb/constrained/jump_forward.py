@@ -18,7 +18,10 @@ such corruptions). The plan here:
    left to the model's own choice. The plan names them (`held_back_ids`): the engine may
    compute them with the jump as a draft and keep each only where the model, sampling at
    the row before it, picks that very token (see `sgnb.engine.postprocess`).
-4. Every appended token is checked against the FSM; the plan carries the state after them.
+4. Every appended token is checked against the constraint; the plan carries the state after them.
+
+`plan_forced` is the rule itself, for any constraint that can answer a `ForcedWalk`'s two questions
+(the FSM here, the grammar matcher in `sgnb.engine.grammar_constraint`); `plan_jump` applies it to an FSM.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from sgnb.constrained.token_fsm import TokenFSM
 from sgnb.constrained.vocab import TokenVocab
@@ -67,17 +71,59 @@ def _tail(output_ids: Sequence[int], vocab: TokenVocab, tail_tokens: int) -> lis
     return tail
 
 
+class ForcedWalk(Protocol):
+    """What the plan asks of a constraint (an FSM state, or a grammar matcher's position) about forced tokens."""
+
+    def num_valid(self, token_ids: list[int]) -> int:
+        """How many leading tokens of `token_ids` the constraint accepts, one after the other."""
+
+    def max_token_lens(self, token_ids: list[int], first: int) -> list[int]:
+        """For each token j >= first (all valid): the longest legal token's byte length before token j."""
+
+
+@dataclass(frozen=True, slots=True)
+class _FsmWalk:
+    fsm: TokenFSM
+    state: int
+
+    def num_valid(self, token_ids: list[int]) -> int:
+        state = self.state
+        for i, token in enumerate(token_ids):
+            state = self.fsm.next_state(state, token)
+            if state < 0:
+                return i
+        return len(token_ids)
+
+    def max_token_lens(self, token_ids: list[int], first: int) -> list[int]:
+        state = self.fsm.advance_tokens(self.state, token_ids[:first]) if first else self.state
+        lens = []
+        for token in token_ids[first:]:
+            lens.append(self.fsm.max_token_len(state))
+            state = self.fsm.next_state(state, token)
+        return lens
+
+
 def plan_jump(fsm: TokenFSM, state: int, output_ids: Sequence[int], tokenizer, vocab: TokenVocab, *,
               max_held_back: int = 4, tail_tokens: int = 8) -> JumpPlan:
     """Plan the jump-forward from `state`, given the request's output token ids so far.
 
     tokenizer: the Hugging Face tokenizer (its `encode` retokenizes the joint text).
     """
+    forced, _ = fsm.forced_bytes(state)
+    token_ids, held_back, reason = plan_forced(forced, _FsmWalk(fsm, state), output_ids, tokenizer, vocab,
+                                               max_held_back=max_held_back, tail_tokens=tail_tokens)
+    end_state = fsm.advance_tokens(state, list(token_ids)) if token_ids else state
+    return JumpPlan(token_ids, len(held_back), forced, end_state, reason, held_back)
+
+
+def plan_forced(forced: bytes, walk: ForcedWalk, output_ids: Sequence[int], tokenizer, vocab: TokenVocab, *,
+                max_held_back: int = 4, tail_tokens: int = 8) -> tuple[tuple[int, ...], tuple[int, ...], str]:
+    """The tokens to append for `forced` bytes after `output_ids`, the held-back tokens after them, and why
+    not all forced bytes are appended ("" when all are). `walk` checks the tokens against the constraint."""
     if max_held_back < 0:
         raise ValueError(f"max_held_back must be >= 0, got {max_held_back}")
-    forced, _ = fsm.forced_bytes(state)
     if not forced:
-        return JumpPlan((), 0, b"", state, "no forced bytes")
+        return (), (), "no forced bytes"
 
     tail = _tail(output_ids, vocab, tail_tokens)
     tail_bytes = vocab.decode_bytes(tail)
@@ -85,15 +131,15 @@ def plan_jump(fsm: TokenFSM, state: int, output_ids: Sequence[int], tokenizer, v
     try:
         text = codecs.getincrementaldecoder("utf-8")().decode(joint, final=False)  # drops an unfinished char
     except UnicodeDecodeError:
-        return JumpPlan((), 0, forced, state, "output tail and forced bytes are not valid UTF-8")
+        return (), (), "output tail and forced bytes are not valid UTF-8"
     usable = len(text.encode("utf-8")) - len(tail_bytes)
     if usable <= 0:
-        return JumpPlan((), 0, forced, state, "forced bytes end inside a UTF-8 character")
+        return (), (), "forced bytes end inside a UTF-8 character"
 
     ids = list(tokenizer.encode(text, add_special_tokens=False))
     pieces = [vocab.token_bytes[t] if 0 <= t < vocab.vocab_size else None for t in ids]
     if any(p is None for p in pieces) or b"".join(pieces) != text.encode("utf-8"):  # type: ignore[arg-type]
-        return JumpPlan((), 0, forced, state, "retokenization does not round-trip to the same bytes")
+        return (), (), "retokenization does not round-trip to the same bytes"
 
     # the joint tokenization must have a boundary exactly at the end of the existing output
     offset, first = 0, None
@@ -105,35 +151,27 @@ def plan_jump(fsm: TokenFSM, state: int, output_ids: Sequence[int], tokenizer, v
         if offset > len(tail_bytes):
             break
     if first is None:
-        return JumpPlan((), 0, forced, state, "a token would merge across the end of the existing output")
+        return (), (), "a token would merge across the end of the existing output"
 
     forced_ids = ids[first:]
-    starts, states = [], []
-    current, position = state, 0
-    rejected = False
-    for token, piece in zip(forced_ids, pieces[first:]):
-        nxt = fsm.next_state(current, token)
-        if nxt < 0:  # not allowed at token level: stop before it
-            forced_ids = forced_ids[: len(starts)]
-            rejected = True
-            break
+    num_forced = walk.num_valid(forced_ids)          # a token not allowed at token level: stop before it
+    rejected = num_forced < len(forced_ids)
+    forced_ids = forced_ids[:num_forced]
+    starts, position = [], 0
+    for piece in pieces[first:first + num_forced]:
         starts.append(position)
-        states.append(current)
         position += len(piece)  # type: ignore[arg-type]
-        current = nxt
-    num_forced = len(forced_ids)
     keep = num_forced
-    for j in range(max(0, num_forced - max_held_back), num_forced):
-        if fsm.max_token_len(states[j]) > position - starts[j]:  # a legal token reaches past the end
+    check_from = max(0, num_forced - max_held_back)
+    for j, longest in enumerate(walk.max_token_lens(forced_ids, check_from), start=check_from):
+        if longest > position - starts[j]:  # a legal token reaches past the end
             keep = j
             break
-    end_state = fsm.advance_tokens(state, forced_ids[:keep]) if keep else state
     reason = ""
     if keep < num_forced:
         reason = "held back tokens a longer legal token could merge across the end"
     elif rejected:
-        reason = "a retokenized forced token is not allowed by the FSM"
+        reason = "a retokenized forced token is not allowed by the constraint"
     elif usable < len(forced):
         reason = "forced bytes end inside a UTF-8 character"
-    return JumpPlan(tuple(forced_ids[:keep]), num_forced - keep, forced, end_state, reason,
-                    tuple(forced_ids[keep:]))
+    return tuple(forced_ids[:keep]), tuple(forced_ids[keep:]), reason

@@ -18,6 +18,8 @@ class Counters:
     num_generated_tokens: int = 0
     num_forced_tokens: int = 0        # appended by jump-forward, not sampled
     num_forward_passes: int = 0
+    num_image_encodes: int = 0        # vision encoder runs, one per image
+    num_image_cache_hits: int = 0     # image embeddings reused from the image embedding cache
 
 
 def engine_stats(counters: Counters, cache: PrefixCache, allocator: SlotAllocator, scheduler: Scheduler) -> dict:
@@ -25,6 +27,7 @@ def engine_stats(counters: Counters, cache: PrefixCache, allocator: SlotAllocato
     c = counters
     elapsed = max(time.monotonic() - c.started, 1e-9)
     num_usable = allocator.num_usable
+    tiers = cache.tier_stats()
     return {
         "cache_hit_rate": cache.hit_rate(),
         "queried_tokens": cache.stats["queried_tokens"],
@@ -42,6 +45,8 @@ def engine_stats(counters: Counters, cache: PrefixCache, allocator: SlotAllocato
         "num_generated_tokens": c.num_generated_tokens,
         "num_forced_tokens": c.num_forced_tokens,
         "num_forward_passes": c.num_forward_passes,
+        "num_image_encodes": c.num_image_encodes,
+        "num_image_cache_hits": c.num_image_cache_hits,
         "generation_throughput": c.num_generated_tokens / elapsed,
         "uptime_seconds": elapsed,
-    }
+    } | ({} if tiers is None else {"hicache": tiers})

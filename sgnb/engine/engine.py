@@ -18,6 +18,8 @@ from sgnb.engine import postprocess
 from sgnb.engine.counters import Counters, engine_stats
 from sgnb.engine.engine_config import EngineConfig
 from sgnb.engine.errors import EngineError, PoolExhausted
+from sgnb.engine.image_embedding_cache import ImageEmbeddingCache
+from sgnb.engine.image_prompts import decode_with_images, images_per_prompt, num_image_tokens
 from sgnb.engine.kv_cache import KVPool, ReqToTokenPool
 from sgnb.engine.model_runner import ModelRunner
 from sgnb.engine.no_prefix_cache import NoPrefixCache
@@ -85,28 +87,58 @@ class Engine:
         num_slots = cfg.max_total_tokens or KVPool.slots_for_budget(mc, int(cfg.kv_cache_gb * 2**30), self.dtype)
         self.kv_pool = KVPool(mc, num_slots, self.dtype, cfg.device)
         self.allocator = SlotAllocator(num_slots)
-        self.tree: PrefixCache = RadixCache(self.allocator) if cfg.radix_cache else NoPrefixCache(self.allocator)
+        self.tree: PrefixCache = self._make_prefix_cache()
         self.req_pool = ReqToTokenPool(cfg.max_running_requests + 1, self.max_context_len + 1, cfg.device)
         self.scheduler = Scheduler(cfg.scheduler_config(), self.allocator, self.tree, self.req_pool)
         self.ops = get_attention_ops(cfg.attention_backend, cfg.device)
+        self.image_processor = None                 # vision-language models: expands prompts with images
+        image_cache = None
+        if self.model.is_multimodal:
+            from sgnb.engine.multimodal.processor import get_image_processor
+
+            self.image_processor = get_image_processor(self.model_path, self.tokenizer)
+            image_cache = ImageEmbeddingCache(self.model, int(cfg.image_cache_mb * 2**20), self.counters)
         self.runner = ModelRunner(self.model, self.kv_pool, self.req_pool, self.ops, cfg.device,
-                                  cfg.cuda_graph_batch_sizes())
+                                  cfg.cuda_graph_batch_sizes(), image_cache)
         self.eos_ids = tuple(sorted(set(mc.eos_token_ids) | ({self.tokenizer.eos_token_id} - {None})))
         self._post = PostprocessContext(self.tokenizer, self.eos_ids, self.max_context_len, self.counters,
                                         self.scheduler, self._reqs)
+
+    def _make_prefix_cache(self) -> PrefixCache:
+        """The prefix cache the options ask for: none, the radix tree, or the tiered radix tree."""
+        cfg = self.config
+        if not cfg.radix_cache:
+            return NoPrefixCache(self.allocator)
+        if not cfg.enable_hierarchical_cache:
+            return RadixCache(self.allocator)
+        from sgnb.engine.disk_kv_tier import DiskKVTier
+        from sgnb.engine.kv_page_io import KVPageIO
+        from sgnb.engine.page_keys import kv_namespace
+        from sgnb.engine.tiered_radix_cache import TieredRadixCache
+
+        mc = self.model_config
+        page_io = KVPageIO(self.kv_pool)
+        namespace = kv_namespace(self.model_path, cfg.dtype, mc.num_layers, mc.num_kv_heads, mc.head_dim)
+        disk = None
+        if cfg.hicache_storage_dir is not None:
+            disk = DiskKVTier(cfg.hicache_storage_dir, namespace, int(cfg.hicache_storage_size * 2**30),
+                              page_io.encode, page_io.decode)
+        return TieredRadixCache(self.allocator, page_io, namespace, int(cfg.hicache_size * 2**30), disk)
 
     # ------------------------------------------------------------------ public API
 
     def generate(self, prompt: str | list[str] | None = None, sampling_params: dict | list[dict] | None = None,
                  input_ids: list[int] | list[list[int]] | None = None, return_logprob: bool = False,
                  logprob_start_len: int | list[int] | None = None, top_logprobs_num: int | None = None,
-                 stream: bool = False, rid: str | list[str] | None = None):
+                 stream: bool = False, rid: str | list[str] | None = None, image_data: Any = None):
         """Generate for one prompt (-> dict) or a list (-> list of dicts); `stream=True` -> iterator of deltas.
 
         Each result is {"text", "output_ids", "meta_info"}; see ARCHITECTURE.md for meta_info.
+        image_data (a vision-language model): an image or a list of images for one prompt, one such entry per
+        prompt for a batch; each fills one `engine.image_token` placeholder of its prompt, in order.
         """
         reqs, is_single = self._build(prompt, input_ids, sampling_params, return_logprob, logprob_start_len,
-                                      top_logprobs_num, stream, rid, is_score=False)
+                                      top_logprobs_num, stream, rid, image_data, is_score=False)
         if stream:
             if not is_single:
                 raise ValueError("stream=True takes a single prompt, not a list")
@@ -115,12 +147,18 @@ class Engine:
         return results[0] if is_single else results
 
     def score(self, prompt: str | list[str] | None = None, input_ids: list[int] | list[list[int]] | None = None,
-              logprob_start_len: int | list[int] = 0, top_logprobs_num: int = 0, rid: str | list[str] | None = None):
+              logprob_start_len: int | list[int] = 0, top_logprobs_num: int = 0, rid: str | list[str] | None = None,
+              image_data: Any = None):
         """Prefill only: log-probabilities of the input tokens from `logprob_start_len` on (what `select` uses)."""
         reqs, is_single = self._build(prompt, input_ids, None, True, logprob_start_len, top_logprobs_num,
-                                      False, rid, is_score=True)
+                                      False, rid, image_data, is_score=True)
         results = self._wait(reqs)
         return results[0] if is_single else results
+
+    @property
+    def image_token(self) -> str | None:
+        """The placeholder text an image takes in a prompt (e.g. "<image>"); None for a text-only model."""
+        return None if self.image_processor is None else self.image_processor.image_token
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
@@ -136,6 +174,8 @@ class Engine:
             if self.scheduler.has_work() or self._inbox:
                 return False
             self.tree.flush()
+            if self.runner.image_cache is not None:
+                self.runner.image_cache.clear()
             return True
 
     def check_integrity(self) -> None:
@@ -144,6 +184,8 @@ class Engine:
             used = self.scheduler.used_slots()
             if self._inflight is not None:
                 used += self.scheduler.pending_slots(self._inflight)
+            elif self.runner.image_cache is not None:      # the loop thread uses it only inside a batch
+                self.runner.image_cache.check_integrity()
             self.tree.check_integrity(used)
 
     def stats(self) -> dict:
@@ -151,14 +193,15 @@ class Engine:
             return engine_stats(self.counters, self.tree, self.allocator, self.scheduler)
 
     def snapshot(self, max_nodes: int = 500) -> dict:
-        """Plain data for widgets: the radix tree, the queues and the stats."""
+        """Plain data for widgets: the radix tree, the queues, the stats (and each tier's usage, with tiers)."""
         with self._cv:
+            tiers = self.tree.tier_usage()
             return {
-                "cache": self.tree.snapshot(decode=self._decode, max_nodes=max_nodes),
+                "cache": self.tree.snapshot(decode=self._decode, max_nodes=max_nodes, node_fields=self._node_fields),
                 "stats": engine_stats(self.counters, self.tree, self.allocator, self.scheduler),
                 "waiting": [r.rid for r in self.scheduler.waiting],
                 "running": [r.rid for r in self.scheduler.admitted],
-            }
+            } | ({} if tiers is None else {"tiers": tiers})
 
     def node_text(self, node_id: int) -> dict:
         """{"id", "text", "num_tokens"}: the decoded root path down to radix node `node_id` (a widget click).
@@ -182,7 +225,7 @@ class Engine:
     # ------------------------------------------------------------------ submission
 
     def _build(self, prompt, input_ids, sampling_params, return_logprob, logprob_start_len, top_logprobs_num,
-               stream, rid, is_score) -> tuple[list[Req], bool]:
+               stream, rid, image_data, is_score) -> tuple[list[Req], bool]:
         if (prompt is None) == (input_ids is None):
             raise ValueError("pass exactly one of prompt or input_ids")
         if prompt is not None and not isinstance(prompt, (str, list, tuple)):
@@ -201,13 +244,14 @@ class Engine:
         params = _per_item(sampling_params, n, "sampling_params")
         starts = _per_item(logprob_start_len, n, "logprob_start_len")
         rids = _per_item(rid, n, "rid")
+        images = images_per_prompt(image_data, n, is_single)
+        if self.image_processor is None and any(images):
+            raise ValueError(f"image_data was given, but model {self.config.model!r} is text-only: it takes no images")
         reqs = []
         for i, item in enumerate(items):
-            if prompt is None and not isinstance(item, (list, tuple)):
-                raise ValueError(f"input_ids must be a list of token ids or a list of such lists, got {item!r}")
-            ids = self._tokenize(item) if prompt is not None else list(item)
+            ids, image_items = self._prompt_ids(item, prompt is not None, images[i])
             reqs.append(self._make_req(ids, params[i], return_logprob, starts[i], top_logprobs_num or 0,
-                                       stream, rids[i], is_score))
+                                       stream, rids[i], is_score, image_items))
         seen: set[str] = set()
         for req in reqs:
             if req.rid in seen:
@@ -224,7 +268,20 @@ class Engine:
             self._cv.notify_all()
         return reqs, is_single
 
-    def _tokenize(self, text: Any) -> list[int]:
+    def _prompt_ids(self, item: Any, is_text: bool, images: list) -> tuple[list[int], list]:
+        """A prompt's token ids and its images' items: each image placeholder expanded for its image (a text
+        prompt as text, then tokenized, as the HF processor does), or the text tokenized, or the ids as given."""
+        if not is_text and not isinstance(item, (list, tuple)):
+            raise ValueError(f"input_ids must be a list of token ids or a list of such lists, got {item!r}")
+        if is_text:
+            self._check_text_len(item)
+        source = item if is_text else list(item)
+        if images:
+            expanded = self.image_processor.expand(source, images)
+            return expanded.input_ids, expanded.items
+        return (self.tokenizer.encode(source) if is_text else source), []
+
+    def _check_text_len(self, text: Any) -> None:
         if not isinstance(text, str):
             raise ValueError(f"prompt must be a string, got {type(text).__name__}")
         # exact bound, checked before tokenizing (megabytes take seconds): no token covers more characters
@@ -232,24 +289,28 @@ class Engine:
         if len(text) > self.max_context_len * self._longest_token_chars:
             raise ValueError(f"prompt is {len(text)} characters: more than the context ({self.max_context_len} "
                              f"tokens of at most {self._longest_token_chars} characters) can hold")
-        return self.tokenizer.encode(text)
 
     @functools.cached_property
     def _longest_token_chars(self) -> int:
         return max(map(len, self.tokenizer.get_vocab()))
 
     def _make_req(self, ids: list[int], params: dict | None, return_logprob: bool, start: int | None,
-                  top_logprobs_num: int, stream: bool, rid: str | None, is_score: bool) -> Req:
+                  top_logprobs_num: int, stream: bool, rid: str | None, is_score: bool,
+                  image_items: list) -> Req:
         if not ids:
             raise ValueError("empty prompt: nothing to generate from")
         if any(not isinstance(t, int) or not 0 <= t < self.model_config.vocab_size for t in ids):
             raise ValueError(f"input_ids must be ints in [0, {self.model_config.vocab_size})")
+        if not image_items and self.image_processor is not None and self.image_processor.image_token_id in ids:
+            raise ValueError(f"the prompt has {ids.count(self.image_processor.image_token_id)} image placeholder "
+                             f"token(s) but no image_data was given")
         sp = SamplingParams.from_dict(params)
         if any(t >= self.model_config.vocab_size for t in sp.stop_token_ids):
             raise ValueError(f"stop_token_ids must be in [0, {self.model_config.vocab_size}), got {sp.stop_token_ids}")
         if len(ids) >= self.max_context_len:
-            raise ValueError(f"prompt is {len(ids)} tokens, longer than the context ({self.max_context_len} tokens "
-                             f"including at least one generated token)")
+            expanded = f" with its {len(image_items)} image(s) expanded" if image_items else ""
+            raise ValueError(f"prompt is {len(ids)} tokens{expanded}, longer than the context ({self.max_context_len} "
+                             f"tokens including at least one generated token)")
         if len(ids) + 1 > self.allocator.num_usable:
             raise ValueError(f"prompt is {len(ids)} tokens but the KV pool holds only {self.allocator.num_usable}")
         if start is not None and not 0 <= start < len(ids):
@@ -258,11 +319,11 @@ class Engine:
             raise ValueError(f"top_logprobs_num must be in [0, {self.model_config.vocab_size}], got {top_logprobs_num}")
         req = Req(rid=rid or new_rid(), input_ids=ids, params=sp, return_logprob=return_logprob or is_score,
                   logprob_start_len=-1 if start is None else start, top_logprobs_num=top_logprobs_num,
-                  is_score=is_score, stream=stream,
+                  is_score=is_score, stream=stream, image_items=image_items,
                   max_output_len=min(sp.max_new_tokens, self.max_context_len - len(ids)))
         if sp.sampling_seed is not None:
             req.generator = torch.Generator().manual_seed(sp.sampling_seed)
-        if sp.regex is not None or sp.json_schema is not None:
+        if sp.is_constrained:
             from sgnb.engine.constraint import build_constraint
 
             req.constraint = build_constraint(sp, self, req.max_output_len)
@@ -333,6 +394,7 @@ class Engine:
         with self._cv:
             for req in list(self._reqs.values()):
                 self._abort_req(req, "engine shut down")
+        self.tree.close()                       # pending disk writes of the tiered cache
 
     def _run_batch(self, batch: ScheduleBatch) -> None:
         """Run the model on `batch` (without the lock: callers may submit meanwhile), then postprocess it."""
@@ -378,7 +440,15 @@ class Engine:
         req.sink.finish(None, exc)
 
     def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids)
+        """Cache-key ids as text; an image's rows read as one placeholder."""
+        if self.image_processor is None:
+            return self.tokenizer.decode(ids)
+        return decode_with_images(self.tokenizer, ids, self.model_config.vocab_size)
+
+    def _node_fields(self, key: list[int]) -> dict:
+        """Extra fields of a cache node's view: how many image rows its tokens hold, where it holds any."""
+        num = num_image_tokens(key, self.model_config.vocab_size) if self.image_processor is not None else 0
+        return {"num_image_tokens": num} if num else {}
 
 
 def _per_item(value: Any, n: int, name: str) -> list:

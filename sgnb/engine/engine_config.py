@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from sgnb.engine.policy import get_policy
@@ -28,6 +29,12 @@ class EngineConfig:
     cuda_graph: bool = False                 # capture the decode step in CUDA graphs (CUDA + triton backend)
     num_threads: int | None = None           # torch intra-op threads (default: torch's)
     prepack_weights: bool = True             # CPU: matmuls on oneDNN-prepacked weights where faster
+    # tiered cache (sgnb/engine/tiered_radix_cache.py): evicted KV goes to host memory (and disk), comes back on a match
+    enable_hierarchical_cache: bool = False
+    hicache_size: float = 2.0                # GB of host memory for the host tier
+    hicache_storage_dir: str | None = None   # disk tier folder, kept across restarts; implies enable_hierarchical_cache
+    hicache_storage_size: float = 10.0       # GB cap of the disk tier (LRU over the whole folder)
+    image_cache_mb: float = 256.0            # vision-language models: LRU of image embeddings (0: none kept)
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -35,6 +42,9 @@ class EngineConfig:
         get_policy(self.schedule_policy)        # ValueError naming the known ones
         if self.kv_cache_gb <= 0:
             raise ValueError(f"kv_cache_gb must be positive, got {self.kv_cache_gb}")
+        if self.image_cache_mb < 0:
+            raise ValueError(f"image_cache_mb must be >= 0, got {self.image_cache_mb}")
+        self._check_hicache()
         if self.max_total_tokens is not None and self.max_total_tokens < 2:
             raise ValueError(f"max_total_tokens must be >= 2, got {self.max_total_tokens}")
         if self.cuda_graph and not self.device.startswith("cuda"):
@@ -46,6 +56,21 @@ class EngineConfig:
                 raise ValueError(f"device {self.device!r} requested but CUDA is not available")
         elif self.device != "cpu":
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+    def _check_hicache(self) -> None:
+        if not isinstance(self.enable_hierarchical_cache, bool):
+            raise ValueError(f"enable_hierarchical_cache must be a bool, got {self.enable_hierarchical_cache!r}")
+        for name in ("hicache_size", "hicache_storage_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be a positive number of GB, got {value!r}")
+        if self.hicache_storage_dir is not None:
+            if not isinstance(self.hicache_storage_dir, (str, os.PathLike)) or not os.fspath(self.hicache_storage_dir):
+                raise ValueError(f"hicache_storage_dir must be a folder path, got {self.hicache_storage_dir!r}")
+            self.hicache_storage_dir = os.fspath(self.hicache_storage_dir)
+            self.enable_hierarchical_cache = True        # a storage folder asks for the tiers
+        if self.enable_hierarchical_cache and not self.radix_cache:
+            raise ValueError("enable_hierarchical_cache needs radix_cache=True (the tiers lie under the radix tree)")
 
     @property
     def torch_dtype(self):

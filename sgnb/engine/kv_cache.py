@@ -25,6 +25,7 @@ class KVPool:
         shape = (num_slots, 2, cfg.num_kv_heads, cfg.head_dim)
         self.num_slots = num_slots
         kv = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.num_layers)]
+        self.layers = kv  # per layer [num_slots, 2, num_kv_heads, head_dim]: what copies of whole slots use
         self.k_buffers = [layer[:, 0] for layer in kv]
         self.v_buffers = [layer[:, 1] for layer in kv]
 

@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 
+# keys a vision-language model's outer config sets for the whole model, over its `text_config`
+OUTER_KEYS = ("architectures", "tie_word_embeddings", "eos_token_id")
+
+
 @dataclass(slots=True)
 class ModelConfig:
     """The architecture facts the engine needs, normalised across HF config variants."""
@@ -47,6 +51,11 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> ModelConfig:
+        """The config of a text model, or of a vision-language model whose text model sits in a nested
+        `text_config` (its own keys win for the few a wrapper sets: `OUTER_KEYS`); `raw` keeps the whole dict."""
+        raw = cfg
+        if isinstance(cfg.get("text_config"), dict):
+            cfg = {**cfg["text_config"], **{key: raw[key] for key in OUTER_KEYS if key in raw}}
         archs = cfg.get("architectures") or []
         if not archs:
             raise ValueError("model config: 'architectures' is missing from config.json")
@@ -76,7 +85,7 @@ class ModelConfig:
             attention_bias=bool(cfg.get("attention_bias", cfg.get("model_type") == "qwen2")),
             eos_token_ids=eos_ids,
             bos_token_id=cfg.get("bos_token_id"),
-            raw=cfg,
+            raw=raw,
         )
 
     @classmethod

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from sgnb.engine.attention import AttentionContext, ForwardMode
+from sgnb.engine.image_embedding_cache import ImageEmbeddingCache
 from sgnb.engine.kv_cache import KVPool, ReqToTokenPool
 from sgnb.engine.models.base import CausalLM
 from sgnb.engine.scheduler import ScheduleBatch
@@ -23,8 +24,10 @@ class ForwardOutput:
 
 class ModelRunner:
     def __init__(self, model: CausalLM, kv_pool: KVPool, req_pool: ReqToTokenPool, ops: AttentionOps, device: str,
-                 cuda_graph_batch_sizes: list[int] | None = None):
+                 cuda_graph_batch_sizes: list[int] | None = None, image_cache: ImageEmbeddingCache | None = None):
+        """image_cache: a vision-language model's image embeddings (None for a text-only model)."""
         self.model = model
+        self.image_cache = image_cache
         self.kv_pool = kv_pool
         self.req_pool = req_pool
         self.ops = ops
@@ -105,5 +108,35 @@ class ModelRunner:
             sm_scale=self.sm_scale,
         )
         rows = None if len(logit_rows) == len(ids) else torch.tensor(logit_rows, device=dev)
-        logits = self.model(input_ids, pos, ctx, rows)
+        embeds = None if is_decode else self._input_embeds(batch, input_ids)     # decode steps are text only
+        logits = self.model(input_ids, pos, ctx, rows, input_embeds=embeds)
         return ForwardOutput(logits.cpu(), last_row, first_row)
+
+    def _input_embeds(self, batch: ScheduleBatch, input_ids: torch.Tensor) -> torch.Tensor | None:
+        """The token embeddings [num_tokens, hidden] with the image rows this step computes scattered in at
+        their positions; None when it computes no image row. An image whose rows all lie outside the step
+        (in the cached prefix, or in a later chunk) is not encoded; a chunk that cuts through one takes its
+        slice of the rows."""
+        if not any(req.image_items for req in batch.reqs):
+            return None
+        dst: list[int] = []                  # rows of the step's tokens
+        src: list[torch.Tensor] = []         # their image embedding rows, in the same order
+        base = 0                             # the request's first row in the step
+        for req, n in zip(batch.reqs, batch.extend_lens):
+            start = req.kv_len               # the step computes positions [start, start + n)
+            for item in req.image_items:
+                emb = None
+                row = 0                      # the item's embedding row of its span's first position
+                for span_start, length in item.spans:
+                    lo, hi = max(span_start, start), min(span_start + length, start + n)
+                    if lo < hi:
+                        emb = self.image_cache.get(item) if emb is None else emb
+                        dst += range(base + lo - start, base + hi - start)
+                        src.append(emb[row + lo - span_start:row + hi - span_start])
+                    row += length
+            base += n
+        if not src:
+            return None
+        embeds = self.model.embed_tokens(input_ids)
+        embeds[torch.tensor(dst, device=self.device)] = torch.cat(src).to(embeds.dtype)
+        return embeds

@@ -63,7 +63,8 @@ class NoPrefixCache(PrefixCache):
         self.allocator.check_integrity(used)
 
     def snapshot(
-        self, decode: Callable[[list[int]], str] | None = None, max_nodes: int = 500, excerpt_chars: int = 40
+        self, decode: Callable[[list[int]], str] | None = None, max_nodes: int = 500, excerpt_chars: int = 40,
+        node_fields: Callable[[list[int]], dict] | None = None,
     ) -> dict:
         if max_nodes < 1:
             raise ValueError(f"max_nodes must be >= 1, got {max_nodes}")

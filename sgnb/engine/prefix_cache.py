@@ -121,9 +121,13 @@ class PrefixCache(ABC):
 
     @abstractmethod
     def snapshot(
-        self, decode: Callable[[list[int]], str] | None = None, max_nodes: int = 500, excerpt_chars: int = 40
+        self, decode: Callable[[list[int]], str] | None = None, max_nodes: int = 500, excerpt_chars: int = 40,
+        node_fields: Callable[[list[int]], dict] | None = None,
     ) -> dict:
-        """Plain JSON-able view for widgets: ``nodes`` (at most ``max_nodes``) and the cache's totals."""
+        """Plain JSON-able view for widgets: ``nodes`` (at most ``max_nodes``) and the cache's totals.
+
+        ``node_fields(key)``: extra fields for a node's view, from the token ids of its own edge.
+        """
 
     def _snapshot(self, nodes: list[dict], num_nodes: int) -> dict:
         """A snapshot of these node views (out of ``num_nodes``) with the cache's and the pool's totals."""
@@ -143,3 +147,16 @@ class PrefixCache(ABC):
     @abstractmethod
     def node_tokens(self, node_id: int) -> list[int]:
         """Token ids of the whole root path down to node ``node_id`` (ValueError if it is not cached)."""
+
+    # ------------------------------------------------------------------ lower tiers (the tiered cache)
+
+    def tier_stats(self) -> dict | None:
+        """``stats()["hicache"]`` of a cache with tiers below the pool; None for one without."""
+        return None
+
+    def tier_usage(self) -> dict | None:
+        """``snapshot()["tiers"]``: each tier's usage, for a cache with tiers below the pool; else None."""
+        return None
+
+    def close(self) -> None:
+        """Finishes background work (the tiered cache's pending disk writes); the engine calls it at shutdown."""

@@ -66,6 +66,16 @@ def _common_prefix_len(edge: list[int], key: list[int], start: int) -> int:
     return n
 
 
+def node_excerpt(key: list[int], decode: Callable[[list[int]], str] | None, excerpt_chars: int) -> str:
+    """The start of an edge's text for a snapshot (at most ``excerpt_chars``, "…" when cut); "" without ``decode``."""
+    if decode is None or not key:
+        return ""
+    text = decode(key[: excerpt_chars + 8])
+    if len(text) > excerpt_chars or len(key) > excerpt_chars + 8:
+        text = text[:excerpt_chars] + "…"
+    return text
+
+
 class RadixCache(PrefixCache):
     """Token-prefix -> KV-slot radix tree with lock references and LRU leaf eviction.
 
@@ -213,6 +223,7 @@ class RadixCache(PrefixCache):
         num_freed = 0
         while num_freed < num_tokens and heap:
             _, _, node = heapq.heappop(heap)
+            self._on_evict(node)
             self.allocator.free(node.value)
             num_freed += len(node.value)
             parent = self._remove_leaf(node)
@@ -316,6 +327,7 @@ class RadixCache(PrefixCache):
         decode: Callable[[list[int]], str] | None = None,
         max_nodes: int = 500,
         excerpt_chars: int = 40,
+        node_fields: Callable[[list[int]], dict] | None = None,
     ) -> dict:
         """Plain JSON-able view of the tree for widgets (BFS from the root, at most ``max_nodes``)."""
         if max_nodes < 1:
@@ -327,11 +339,7 @@ class RadixCache(PrefixCache):
         while queue and len(nodes) < max_nodes:
             node, depth = queue.popleft()
             depth += len(node.key)
-            text = ""
-            if decode is not None and node.key:
-                text = decode(node.key[: excerpt_chars + 8])
-                if len(text) > excerpt_chars or len(node.key) > excerpt_chars + 8:
-                    text = text[:excerpt_chars] + "…"
+            text = node_excerpt(node.key, decode, excerpt_chars)
             nodes.append(
                 {
                     "id": node.id,
@@ -346,6 +354,8 @@ class RadixCache(PrefixCache):
                     "depth_tokens": depth,
                 }
             )
+            if node_fields is not None:
+                nodes[-1].update(node_fields(node.key))
             queue.extend((c, depth) for c in node.children.values())
         return self._snapshot(nodes, len(self._nodes))
 
@@ -365,6 +375,9 @@ class RadixCache(PrefixCache):
         return len(self._nodes)
 
     # ------------------------------------------------------------------ internals
+
+    def _on_evict(self, node: TreeNode) -> None:
+        """Called for each leaf ``evict`` takes, still attached, right before its slots are freed."""
 
     def _split(self, node: TreeNode, at: int) -> TreeNode:
         """Splits ``node``'s edge after ``at`` tokens; returns the new upper node.

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import torch
 
     from sgnb.engine.constraint import Constraint
+    from sgnb.engine.multimodal.processor import ImageItem
     from sgnb.engine.radix_cache import TreeNode
 
 _ids = itertools.count()
@@ -72,6 +73,10 @@ class Req:
     # most tokens the output may hold: max_new_tokens, or fewer where the context leaves less room after the
     # prompt (the engine sets it); the constraint's budget rule closes outputs within it
     max_output_len: int = -1
+    # images (vision-language models): item k's embedding rows sit at its spans of input_ids, which hold the
+    # image token there; the prefix cache keys those rows by the item's pad id instead (`cache_key`)
+    image_items: list[ImageItem] = field(default_factory=list)
+    padded_input_ids: list[int] | None = field(default=None, init=False)   # None: no images
 
     output_ids: list[int] = field(default_factory=list)
     # forced tokens the retokenization rule held back, computed with their jump: the model's samples at the
@@ -101,11 +106,26 @@ class Req:
     def __post_init__(self) -> None:
         if self.max_output_len < 0:
             self.max_output_len = self.params.max_new_tokens
+        if self.image_items:
+            padded = list(self.input_ids)
+            for item in self.image_items:
+                for start, length in item.spans:
+                    padded[start:start + length] = [item.pad_id] * length
+            self.padded_input_ids = padded
 
     @property
     def fill_ids(self) -> list[int]:
         """Every token whose K/V the request needs: prompt, output so far and the draft to verify."""
-        ids = self.input_ids + self.output_ids
+        return self._then_outputs(self.input_ids)
+
+    @property
+    def cache_key(self) -> list[int]:
+        """`fill_ids` as the prefix cache keys them: each image's rows carry its pad id, so the same image
+        reuses its KV and different images share none. Everything that shows or scores text uses `fill_ids`."""
+        return self._then_outputs(self.input_ids if self.padded_input_ids is None else self.padded_input_ids)
+
+    def _then_outputs(self, prompt_ids: list[int]) -> list[int]:
+        ids = prompt_ids + self.output_ids
         return ids + self.draft_ids if self.draft_ids else ids
 
     @property
@@ -127,6 +147,7 @@ class Req:
             "prompt_tokens": len(self.input_ids),
             "completion_tokens": len(self.output_ids),
             "cached_tokens": self.cached_tokens,
+            "num_images": len(self.image_items),
             "finish_reason": self.finish_reason,
         }
         if self.return_logprob:

@@ -20,6 +20,8 @@ from typing import Any
 SEED_RANGE = (-(2**63), 2**64 - 1)
 #: a temperature below this samples greedily (dividing logits by it would overflow to inf/NaN)
 GREEDY_TEMPERATURE = 1e-5
+#: the fields that constrain a gen's output; a request takes at most one of them
+CONSTRAINT_FIELDS = ("regex", "json_schema", "ebnf", "lark")
 
 Check = Callable[[str, Any], Any]   # (name to report, value) -> the normalized value; ValueError if bad
 
@@ -121,6 +123,8 @@ class SamplingParams:
     regex: str | None = _param(None, _of_type((str,), "a string", is_optional=True), run=False)
     json_schema: str | dict | None = _param(
         None, _of_type((str, dict), "a JSON schema (string or object)", is_optional=True), run=False)
+    ebnf: str | None = _param(None, _of_type((str,), "a grammar string", is_optional=True), run=False)  # GBNF-style
+    lark: str | None = _param(None, _of_type((str,), "a Lark grammar string", is_optional=True), run=False)
     # how json_schema output is laid out: compact, flexible, pretty or a regex
     json_whitespace: str = _param("compact", _of_type((str,), "a string"))
     jump_forward: bool | None = _param(None, _of_type((bool,), "true or false", is_optional=True))  # None: engine's
@@ -134,8 +138,13 @@ class SamplingParams:
             raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if self.min_new_tokens > self.max_new_tokens:
             raise ValueError(f"min_new_tokens must be in [0, max_new_tokens], got {self.min_new_tokens!r}")
-        if self.regex is not None and self.json_schema is not None:
-            raise ValueError("regex and json_schema are mutually exclusive")
+        given = [name for name in CONSTRAINT_FIELDS if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"{given[0]} and {given[1]} are mutually exclusive")
+
+    @property
+    def is_constrained(self) -> bool:
+        return any(getattr(self, name) is not None for name in CONSTRAINT_FIELDS)
 
     @property
     def is_greedy(self) -> bool:

@@ -177,7 +177,7 @@ class Scheduler:
         max_len = len(req.fill_ids) - req.num_tail_rows
         if req.wants_input_logprobs:
             max_len = min(max_len, max(req.logprob_start_len - 1, 0))
-        return self.cache.match_prefix(req.fill_ids, max_len=max_len, record_hit=False)
+        return self.cache.match_prefix(req.cache_key, max_len=max_len, record_hit=False)
 
     def _duplicates_batch_prefix(self, req: Req, prefix_len: int, batch: list[Req]) -> bool:
         """True if the start of req's uncached part is being computed by another request in this batch.
@@ -187,8 +187,8 @@ class Scheduler:
         end = prefix_len + self.cfg.in_batch_prefix_threshold
         if end >= len(req.fill_ids):
             return False
-        head = req.fill_ids[:end]
-        return any(other.fill_ids[:end] == head for other in batch)
+        head = req.cache_key[:end]
+        return any(other.cache_key[:end] == head for other in batch)
 
     def _admit(self, req: Req, match: MatchResult, extend_len: int) -> bool:
         """Lock req's cached prefix, give it a row and slots for `extend_len` tokens; False if no room."""
@@ -255,7 +255,7 @@ class Scheduler:
         """
         if req.kv_len == req.tree_len:
             return
-        ids = req.fill_ids[:req.kv_len]
+        ids = req.cache_key[:req.kv_len]
         own = self.req_pool.read(req.row, req.tree_len, req.kv_len)
         slots = self.req_pool.read(req.row, 0, req.tree_len) + own
         existing = self.cache.insert(ids, slots)

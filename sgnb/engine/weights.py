@@ -49,11 +49,12 @@ def load_model(source: str | Path, dtype: torch.dtype, device: str,
         cfg = family.config_type.from_dict(cfg.raw)
     with torch.device("meta"):
         model = family(cfg)
-    model = model.to_empty(device=device)
+    # frozen before the kernels copy any weight (a prepacked copy keeps the flag it was made with)
+    model = model.to_empty(device=device).requires_grad_(False)
     _fill(model, tensors, dtype, source)
     model.build_buffers(device)                # to_empty left the meta-built tables without values
     model.bind_kernels(prepack)
-    return model.eval().requires_grad_(False), cfg
+    return model.eval(), cfg
 
 
 def _fill(model: CausalLM, tensors: Iterator[tuple[str, torch.Tensor]], dtype: torch.dtype,

@@ -8,7 +8,7 @@ of `user(x) + assistant(y)` equals the model's own `apply_chat_template([...])` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from sgnb.lang.errors import ChatTemplateError
@@ -27,7 +27,8 @@ class ChatTemplate:
     first_prefix: prefix used instead when the role opens the conversation (holds a BOS token or the
                   model's default system prompt that the template inserts before a leading user message).
     stop_str:     strings ending an assistant turn; the interpreter adds them to every gen's stop list.
-    image_token:  text put into the state where `sgl.image(...)` appears.
+    image_token:  text put into the state where `sgl.image(...)` appears: the model's image placeholder, as the
+                  model's template writes it for an image content part (e.g. "<image>\n" for LLaVA).
     """
 
     name: str
@@ -129,21 +130,46 @@ class ChatTemplate:
         )
 
     @classmethod
-    def from_hf_tokenizer(cls, tokenizer, name: str | None = None) -> ChatTemplate:
-        """Derive from a HF tokenizer's `chat_template`; a tokenizer without one gets `DEFAULT_TEMPLATE`."""
+    def from_vision_renderer(cls, render: Renderer, name: str, image_token: str | None) -> ChatTemplate:
+        """`from_renderer`, for a model that may take images (`image_token`: its placeholder, None if it takes
+        none). Vision-language templates (SmolVLM's, LLaVA's) read content-part lists, not strings: when plain
+        contents do not render, they are sent as `[{"type": "text", "text": ...}]`. The template's rendering of
+        an image part becomes `image_token`."""
+
+        def render_parts(messages: list[dict], add_generation_prompt: bool) -> str:
+            return render([{**m, "content": [{"type": "text", "text": m["content"]}]} for m in messages],
+                          add_generation_prompt)
+
+        try:
+            template = cls.from_renderer(render, name=name)
+        except Exception:  # noqa: BLE001 - a parts-only template may fail in its own way on plain strings
+            if image_token is None:
+                raise
+            template = cls.from_renderer(render_parts, name=name)
+        if image_token is not None:
+            template.image_token = _image_text(render, image_token)
+        return template
+
+    @classmethod
+    def from_hf_tokenizer(cls, tokenizer, name: str | None = None, image_token: str | None = None) -> ChatTemplate:
+        """Derive from a HF tokenizer's `chat_template`; a tokenizer without one gets `DEFAULT_TEMPLATE`.
+        `image_token`: the model's image placeholder (see `from_vision_renderer`)."""
         if not getattr(tokenizer, "chat_template", None):
-            return DEFAULT_TEMPLATE
+            return DEFAULT_TEMPLATE if image_token is None else replace(DEFAULT_TEMPLATE, image_token=image_token)
 
         def render(messages: list[dict], add_generation_prompt: bool) -> str:
             return tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=add_generation_prompt
             )
 
-        return cls.from_renderer(render, name=name or getattr(tokenizer, "name_or_path", "model") or "model")
+        name = name or getattr(tokenizer, "name_or_path", "model") or "model"
+        return cls.from_vision_renderer(render, name, image_token)
 
     @classmethod
-    def from_jinja(cls, template: str, name: str = "model", **special_tokens: str) -> ChatTemplate:
-        """Derive from a Jinja chat template string (as served by a remote model), with e.g. bos_token=..."""
+    def from_jinja(cls, template: str, name: str = "model", image_token: str | None = None,
+                   **special_tokens: str) -> ChatTemplate:
+        """Derive from a Jinja chat template string (as served by a remote model), with e.g. bos_token=...;
+        `image_token`: the model's image placeholder (see `from_vision_renderer`)."""
         import jinja2
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -157,7 +183,22 @@ class ChatTemplate:
         def render(messages: list[dict], add_generation_prompt: bool) -> str:
             return compiled.render(messages=messages, add_generation_prompt=add_generation_prompt, **special_tokens)
 
-        return cls.from_renderer(render, name=name)
+        return cls.from_vision_renderer(render, name, image_token)
+
+
+def _image_text(render: Renderer, image_token: str) -> str:
+    """What `render` writes for an image content part before a text part ("<image>" for SmolVLM, "<image>\n" for
+    LLaVA); `image_token` itself when the template does not render image parts."""
+    text_sentinel = _SENTINELS["user"]
+    try:
+        out = render([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text_sentinel}]}],
+                     False)
+    except Exception:  # noqa: BLE001 - a template that reads contents as strings only
+        return image_token
+    if out.count(image_token) != 1 or out.count(text_sentinel) != 1:
+        return image_token
+    start, end = out.index(image_token), out.index(text_sentinel)
+    return out[start:end] if start < end else image_token
 
 
 #: plain-text roles for models without a chat template (and completion APIs)

@@ -55,7 +55,7 @@ def fork(parent: StreamExecutor, size: int) -> list[StreamExecutor]:
 def commit_prefix(executor: StreamExecutor) -> None:
     """Put the state's text into the backend's prefix cache (a fork's shared prefix)."""
     if executor.data.text:
-        executor.backend.cache_prefix(executor.data.text)
+        executor.backend.cache_prefix(executor.data.text, [p.data for p in executor.data.images])
         executor.num_cache_commits += 1
 
 

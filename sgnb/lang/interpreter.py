@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from sgnb.lang import fork_join, primitives, spans, text_stream
 from sgnb.lang.backends.base import GenContext, SamplingSpec
 from sgnb.lang.errors import ProgramError, ProgramInterrupted, UnknownVariableError
+from sgnb.lang.image_part import content_parts
 from sgnb.lang.interrupt import interruptible
 from sgnb.lang.ir import to_expr
 from sgnb.lang.program_data import ProgramData
@@ -285,13 +286,12 @@ class StreamExecutor:
         with self.cond:
             data = self.data
             messages = list(data.messages)
-            if data.cur_role is not None:
-                partial = data.text[data.cur_role_begin_pos :]
-                if partial:
-                    messages.append({"role": data.cur_role, "content": partial})
+            if data.cur_role is not None and data.text[data.cur_role_begin_pos :]:
+                messages.append({"role": data.cur_role,
+                                 "content": content_parts(data.text, data.cur_role_begin_pos, data.images)})
             return GenContext(
-                text=data.text, messages=messages, images=list(data.images), videos=list(data.videos),
-                state_id=self.sid, cur_role=data.cur_role,
+                text=data.text, messages=messages, images=[p.data for p in data.images], state_id=self.sid,
+                cur_role=data.cur_role,
             )
 
 

@@ -150,8 +150,8 @@ def gen(
 
     The sampling keywords are `sgnb.lang.sampling_args.GEN_KEYWORDS` (SGLang's names: `max_tokens`,
     `min_tokens`, `stop`, `temperature`, ..., `repetition_penalty`, `sampling_seed`). Unset ones take the
-    program's defaults (`run(max_new_tokens=..., temperature=...)`). `dtype` (int, float, str, bool) and
-    `regex` / `json_schema` constrain the output.
+    program's defaults (`run(max_new_tokens=..., temperature=...)`). `dtype` (int, float, str, bool),
+    `regex`, `json_schema` and the grammars `ebnf` (GBNF-style EBNF) / `lark` constrain the output.
     """
     _check_name(name, "gen")
     given = pop_sampling(sampling, GEN_KEYWORDS)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sgnb.lang import fork_join
 from sgnb.lang.backends.base import SamplingSpec
 from sgnb.lang.backends.errors import UnsupportedFeatureError
-from sgnb.lang.image_url import image_url
+from sgnb.lang.image_part import ImagePart, content_parts, thumbnail
 from sgnb.lang.ir import Constant, Expr, Gen, Image, RoleBegin, RoleEnd, Select, VarScopeBegin, VarScopeEnd, Video
 from sgnb.lang.queue_items import Call, CommitPrefix, ConcatAndAppend, GatherVars, SetVar
 from sgnb.lang.spans import record
@@ -78,21 +78,15 @@ def role_end(executor: StreamExecutor, role: str) -> None:
     if executor.spec_turn is not None:
         run_chat_turn(executor)
     with executor.cond:
-        begin = executor.data.cur_role_begin_pos
-        content = executor.data.text[begin:]
+        begin, end = executor.data.cur_role_begin_pos, len(executor.data.text)
+        content = content_parts(executor.data.text, begin, executor.data.images)
+        message = {"role": role, "content": content.lstrip() if isinstance(content, str) else content}
     _, suffix = executor.chat_template.get_prefix_and_suffix(role, executor.data.messages)
     executor.fill(suffix)
-    message: dict[str, Any] = {"role": role, "content": content.lstrip()}
-    if executor.data.cur_images:
-        images = executor.data.cur_images
-        parts: list[dict] = [{"type": "image_url", "image_url": {"url": image_url(x)}} for x in images]
-        parts.append({"type": "text", "text": message["content"]})
-        message["content"] = parts
     with executor.cond:
         executor.data.messages.append(message)
-        executor.data.role_spans.append({"role": role, "start": begin, "end": begin + len(content)})
+        executor.data.role_spans.append({"role": role, "start": begin, "end": end})
         executor.data.cur_role = None
-        executor.data.cur_images = []
 
 
 def var_scope_end(executor: StreamExecutor, name: str) -> None:
@@ -106,17 +100,27 @@ def var_scope_end(executor: StreamExecutor, name: str) -> None:
 
 def image(executor: StreamExecutor, item: Image) -> None:
     executor.reset_speculation()
-    with executor.cond:
-        executor.data.images.append(item.data)
-        executor.data.cur_images.append(item.data)
-    executor.append_text(executor.chat_template.image_token)
+    _append_image(executor, item.data)
 
 
 def video(executor: StreamExecutor, item: Video) -> None:
+    """The video's frames, sampled evenly, each appended as an image."""
+    from sgnb.engine.multimodal.video import sample_frames
+
     executor.reset_speculation()
+    for frame in sample_frames(item.path, item.num_frames):
+        _append_image(executor, frame)
+
+
+def _append_image(executor: StreamExecutor, data: Any) -> None:
+    """The backend's image placeholder into the text, and the image (with where it sits) into the state."""
+    placeholder = executor.chat_template.image_token
+    small = thumbnail(data)
     with executor.cond:
-        executor.data.videos.append((item.path, item.num_frames))
-    executor.append_text(executor.chat_template.image_token)
+        start = len(executor.data.text)
+        executor.data.images.append(ImagePart(data, start, start + len(placeholder), small))
+        executor.data.text += placeholder
+        executor.changed()
 
 
 # -------------------------------------------------------------------- gen / select

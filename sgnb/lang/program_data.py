@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sgnb.lang.image_part import ImagePart
+
 
 @dataclass(slots=True)
 class ProgramData:
@@ -20,9 +22,7 @@ class ProgramData:
     messages: list[dict] = field(default_factory=list)  # finished chat turns: {"role", "content"}
     cur_role: str | None = None  # the open role, if any
     cur_role_begin_pos: int = 0  # where the open role's content starts in `text`
-    cur_images: list[Any] = field(default_factory=list)  # images of the open role's turn
-    images: list[Any] = field(default_factory=list)  # every image of the state, in order
-    videos: list[tuple[Any, int]] = field(default_factory=list)  # (path, num_frames)
+    images: list[ImagePart] = field(default_factory=list)  # every image (video frames too), in text order
     variables: dict[str, Any] = field(default_factory=dict)
     partial_vars: dict[str, str] = field(default_factory=dict)  # streaming gens in progress
     meta_info: dict[str, dict] = field(default_factory=dict)  # per variable, of the gen/select that made it
@@ -46,9 +46,7 @@ class ProgramData:
             messages=list(self.messages),
             cur_role=self.cur_role,
             cur_role_begin_pos=self.cur_role_begin_pos,
-            cur_images=list(self.cur_images),
             images=list(self.images),
-            videos=list(self.videos),
             variables=dict(self.variables),
             meta_info=dict(self.meta_info),
             spans=list(self.spans),

@@ -1,7 +1,8 @@
 """What a program state records about each primitive (variables, meta_info, spans) and its plain-data view.
 
 A span is `{"name", "kind", "start", "end", "params", "meta_info"}` with `start`/`end` char offsets into the
-state's text; `kind` is "gen", "select" or "var_scope". Snapshots are JSON-safe: widgets render them as is.
+state's text; `kind` is "gen", "select" or "var_scope". Images are `{"start", "end", "thumbnail"}` (their
+placeholders' offsets). Snapshots are JSON-safe: widgets render them as is.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def snapshot(executor: StreamExecutor) -> dict:
             "partial_variables": dict(data.partial_vars),
             "spans": [dict(s) for s in data.spans],
             "role_spans": [dict(r) for r in data.role_spans],
+            # where each image's placeholder sits in `text`, with a small PNG data URL to draw there
+            "images": [{"start": p.start, "end": p.end, "thumbnail": p.thumbnail} for p in data.images],
             "cur_role": data.cur_role,
             "num_cache_commits": executor.num_cache_commits,
             "num_pending": executor.num_pending,

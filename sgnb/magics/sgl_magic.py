@@ -11,6 +11,11 @@
 - Backend, first match: `--backend EXPR` (evaluated in the notebook), `--model M` (an in-process engine shared
   by the kernel, created on first use), `%config SglMagics.backend = "EXPR"`, `%config SglMagics.model = "M"`,
   then sgnb's default backend (`sgnb.set_default_backend`, else the default model).
+- The tiered cache: `%config SglMagics.enable_hierarchical_cache = True` (with `hicache_size`,
+  `hicache_storage_dir`, `hicache_storage_size`; a storage folder alone turns it on too) configures the engines
+  the magic creates (`--model M`, `SglMagics.model`); set, it also replaces sgnb's default backend for cells
+  with the default model's engine so configured. With `hicache_storage_dir` the cells' prefixes survive a
+  kernel restart.
 - Output: a live `ProgramView` widget in a Jupyter kernel (displayed before the run starts), else (or with
   `--no-widget`) the final text is printed.
 - Ctrl-C (kernel interrupt) aborts the cell's requests; the next cell runs normally.
@@ -40,18 +45,21 @@ _MAGIC_PREFIX = "%%sgl "
 _USAGE = ("%%sgl [NAME[(params)]] [--model M] [--backend EXPR] [--temperature T] [--max-tokens N] [--out VAR] "
           "[--batch EXPR] [--no-widget]")
 _shared_lock = threading.Lock()
-_shared_backends: dict[str, Any] = {}
+_shared_backends: dict[tuple[str, tuple], Any] = {}  # (model, sorted engine options) -> backend
 
 
-def shared_backend(model: str) -> Any:
-    """The kernel's engine backend for `model`, created on first use and shared by every cell."""
+def shared_backend(model: str, engine_options: dict[str, Any] | None = None) -> Any:
+    """The kernel's engine backend for `model` with `engine_options`, created on first use and shared by every
+    cell that asks for the same model and options."""
+    options = engine_options or {}
+    key = (model, tuple(sorted(options.items())))
     with _shared_lock:
-        backend = _shared_backends.get(model)
+        backend = _shared_backends.get(key)
         if backend is None:
             from sgnb.lang.backends.engine_backend import EngineBackend
 
-            backend = EngineBackend(model=model)
-            _shared_backends[model] = backend
+            backend = EngineBackend(model=model, **options)
+            _shared_backends[key] = backend
         return backend
 
 
@@ -165,6 +173,19 @@ class SglMagics(Magics):
         config=True)
     widget = Bool(True, help="Show the live ProgramView widget in a Jupyter kernel (else print the text).").tag(
         config=True)
+    # Engine options (the tiered cache) of the engines the magic creates; None leaves the engine's default.
+    enable_hierarchical_cache = Bool(
+        False, help="Keep evicted KV in host memory (and on disk with hicache_storage_dir) in the engines the "
+                    "magic creates; also gives cells the default model's engine so configured.",
+    ).tag(config=True)
+    hicache_size = Float(None, allow_none=True, help="GB of host memory for the host tier (None: the engine's "
+                                                     "default).").tag(config=True)
+    hicache_storage_dir = Unicode(
+        None, allow_none=True, help="Folder of the disk tier (turns the tiered cache on): the cells' cached "
+                                    "prefixes survive a kernel restart.",
+    ).tag(config=True)
+    hicache_storage_size = Float(None, allow_none=True, help="GB cap of the disk tier (None: the engine's "
+                                                             "default).").tag(config=True)
 
     # ------------------------------------------------------------ the magic
     @cell_magic
@@ -259,17 +280,29 @@ class SglMagics(Magics):
     def resolve_backend(self, opts: argparse.Namespace) -> Any:
         """The backend for a cell (see the module docstring for the order)."""
         from sgnb.lang.api import as_backend, get_default_backend
+        from sgnb.lang.global_config import global_config
 
         if opts.backend is not None:
             return self._as_backend(self._eval_option("--backend", opts.backend), "--backend", as_backend)
+        options = self.engine_options()
         if opts.model is not None:
-            return shared_backend(opts.model)
+            return shared_backend(opts.model, options)
         if self.backend:
             return self._as_backend(self._eval_option("SglMagics.backend", self.backend), "SglMagics.backend",
                                     as_backend)
         if self.model:
-            return shared_backend(self.model)
+            return shared_backend(self.model, options)
+        if options:
+            return shared_backend(global_config.default_model, options)
         return get_default_backend()
+
+    def engine_options(self) -> dict[str, Any]:
+        """`Engine` options of the engines the magic creates: the tiered cache's, when it is on."""
+        if not (self.enable_hierarchical_cache or self.hicache_storage_dir):  # a storage folder asks for the tiers
+            return {}
+        options = {"enable_hierarchical_cache": True, "hicache_size": self.hicache_size,
+                   "hicache_storage_dir": self.hicache_storage_dir, "hicache_storage_size": self.hicache_storage_size}
+        return {name: value for name, value in options.items() if value is not None}
 
     @staticmethod
     def _as_backend(value: Any, where: str, as_backend: Callable[[Any], Any]) -> Any:

@@ -39,7 +39,8 @@ class APIKeyMiddleware:
 
 
 def model_info(engine: Any, served_model_name: str) -> dict[str, Any]:
-    """What `GET /get_model_info` answers: SGLang's fields plus the chat template (for remote frontends)."""
+    """What `GET /get_model_info` answers: SGLang's fields plus the chat template and the image placeholder (for
+    remote frontends)."""
     tokenizer = engine.tokenizer
     model_path = str(getattr(engine, "model_path", served_model_name))
     return {
@@ -51,6 +52,7 @@ def model_info(engine: Any, served_model_name: str) -> dict[str, Any]:
         "bos_token": getattr(tokenizer, "bos_token", None),
         "eos_token": getattr(tokenizer, "eos_token", None),
         "max_context_len": getattr(engine, "max_context_len", None),
+        "image_token": getattr(engine, "image_token", None),  # the prompt's image placeholder; None: text only
     }
 
 

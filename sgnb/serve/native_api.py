@@ -2,6 +2,8 @@
 
 `/generate` takes `text` (str or list) or `input_ids` (list or list of lists), `sampling_params` (one dict
 or one per prompt), `return_logprob`, `logprob_start_len`, `top_logprobs_num` (scalars or per prompt),
+`image_data` (for one prompt an image or a list of images; for a batch one such entry, or null, per prompt;
+an image is a data URL, base64 or a local file path, where the prompt holds the model's `image_token`),
 `stream` and `rid`. A batch answers a list. `max_new_tokens == 0` scores the prompt (prefill only).
 A stream sends `data: {"text": <text so far>, "meta_info": {...}, "index": i}` events, then `data: [DONE]`.
 """
@@ -42,7 +44,8 @@ def split_generate_request(body: Any) -> tuple[list[dict[str, Any]], bool]:
     """
     if not isinstance(body, dict):
         raise ValueError("request body must be a JSON object")
-    unknown = sorted(set(body) - {"text", "input_ids", "stream", "return_text_in_logprobs", *_PER_PROMPT_FIELDS})
+    unknown = sorted(set(body) - {"text", "input_ids", "stream", "return_text_in_logprobs", "image_data",
+                                  *_PER_PROMPT_FIELDS})
     if unknown:
         raise ValueError(f"unknown field(s) in /generate request: {', '.join(unknown)}")
     for name in ("stream", "return_text_in_logprobs"):
@@ -77,6 +80,10 @@ def split_generate_request(body: Any) -> tuple[list[dict[str, Any]], bool]:
         else:
             for kwargs in prompts:
                 kwargs[name] = value
+    if body.get("image_data") is not None:
+        for kwargs, images in zip(prompts, _image_lists(body["image_data"], len(prompts), is_batch)):
+            if images:
+                kwargs["image_data"] = images
     for kwargs in prompts:
         params = kwargs.get("sampling_params") or {}
         if not isinstance(params, dict):
@@ -94,6 +101,24 @@ def split_generate_request(body: Any) -> tuple[list[dict[str, Any]], bool]:
     return prompts, is_batch
 
 
+def _image_lists(value: Any, num_prompts: int, is_batch: bool) -> list[list[str]]:
+    """`image_data` as one list of images per prompt (see the module docstring)."""
+
+    def images_of(entry: Any, where: str) -> list[str]:
+        if entry is None:
+            return []
+        entry = [entry] if isinstance(entry, str) else entry
+        if not isinstance(entry, list) or not all(isinstance(x, str) and x for x in entry):
+            raise ValueError(f"{where} must be an image (a data URL, base64 or a file path) or a list of them")
+        return entry
+
+    if not is_batch:
+        return [images_of(value, "'image_data'")]
+    if not isinstance(value, list) or len(value) != num_prompts:
+        raise ValueError(f"'image_data' of a batch must be a list with one entry per prompt ({num_prompts})")
+    return [images_of(entry, f"'image_data'[{i}]") for i, entry in enumerate(value)]
+
+
 def is_score_request(kwargs: dict[str, Any]) -> bool:
     return kwargs["sampling_params"].get("max_new_tokens") == 0
 
@@ -108,7 +133,7 @@ def validate_sampling_params(kwargs: dict[str, Any]) -> None:
 
 def score_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Engine.score arguments for a prefill-only /generate request."""
-    out = {k: v for k, v in kwargs.items() if k in ("prompt", "input_ids")}
+    out = {k: v for k, v in kwargs.items() if k in ("prompt", "input_ids", "image_data")}
     # Scoring always computes input logprobs; without return_logprob we only report the counts.
     out["logprob_start_len"] = kwargs.get("logprob_start_len") if kwargs.get("return_logprob") else None
     out["top_logprobs_num"] = kwargs.get("top_logprobs_num", 0)

@@ -1,6 +1,7 @@
 """OpenAI-compatible routes: `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions`.
 
-Each of the `n` samples of each prompt is one engine request (the engine batches them). Streams send
+Each of the `n` samples of each prompt is one engine request (the engine batches them). A chat message's
+`image_url` parts become the request's `image_data` (`chat_images`). Streams send
 OpenAI chunks as SSE events, an optional usage chunk (`stream_options.include_usage`), then `data: [DONE]`.
 """
 
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from sgnb.engine.sampling_params import SamplingParams
+from sgnb.serve import chat_images
 from sgnb.serve import openai_protocol as proto
 from sgnb.serve.encoding import JSONResponse
 from sgnb.serve.engine_bridge import EngineBridge, merge_streams, new_rid
@@ -37,7 +39,7 @@ class ModelNames:
 
 def _engine_requests(
     prompt: str | list[int], params: dict[str, Any], n: int, *, logprob_start_len: int | None, top_logprobs_num: int,
-    return_logprob: bool, prefix: str,
+    return_logprob: bool, prefix: str, image_data: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     requests = []
     for i in range(n):
@@ -46,6 +48,8 @@ def _engine_requests(
             sample_params["sampling_seed"] += i  # distinct, still reproducible, samples
         kwargs: dict[str, Any] = {"sampling_params": sample_params, "rid": new_rid(prefix)}
         kwargs["input_ids" if isinstance(prompt, list) else "prompt"] = prompt
+        if image_data:
+            kwargs["image_data"] = image_data
         if return_logprob:
             kwargs.update(return_logprob=True, logprob_start_len=logprob_start_len, top_logprobs_num=top_logprobs_num)
         requests.append(kwargs)
@@ -62,6 +66,8 @@ def _validate(params: dict[str, Any]) -> None:
 def build_router(bridge: EngineBridge, names: ModelNames, created: int) -> APIRouter:
     router = APIRouter(prefix="/v1")
     tokenizer = bridge.engine.tokenizer
+    image_token = getattr(bridge.engine, "image_token", None)
+    template_reads_parts = chat_images.reads_content_parts(tokenizer)
 
     @router.get("/models")
     async def list_models() -> dict[str, Any]:
@@ -135,10 +141,14 @@ def build_router(bridge: EngineBridge, names: ModelNames, created: int) -> APIRo
         except ValueError as exc:
             raise APIError(400, str(exc)) from exc
         model = names.check(req.model)
-        prompt = await bridge.apply_chat_template(req.messages, req.continue_final_message)
+        try:
+            messages, images = chat_images.split_images(req.messages, image_token, template_reads_parts)
+        except ValueError as exc:
+            raise APIError(400, str(exc)) from exc
+        prompt = await bridge.apply_chat_template(messages, req.continue_final_message)
         requests = _engine_requests(
             prompt, req.sampling_params, req.n, logprob_start_len=None, top_logprobs_num=req.top_logprobs,
-            return_logprob=req.logprobs, prefix="chatcmpl",
+            return_logprob=req.logprobs, prefix="chatcmpl", image_data=images,
         )
         response_id, now = proto.new_id("chatcmpl"), proto.now()
         if req.stream:

@@ -13,12 +13,23 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sgnb.engine.sampling_params import SAMPLING_FIELDS, check_value
+from sgnb.engine.sampling_params import CONSTRAINT_FIELDS, SAMPLING_FIELDS, check_value
 
 # OpenAI field (or vLLM / SGLang extension) -> engine sampling param, checked by the engine's rules for it;
-# max_tokens, regex and json_schema have their own rules below
+# max_tokens and the constraints have their own rules below
 _SAMPLING_FIELDS = {f.openai_name: f.name for f in SAMPLING_FIELDS
-                    if f.openai_name is not None and f.openai_name not in ("max_tokens", "regex", "json_schema")}
+                    if f.openai_name is not None and f.openai_name != "max_tokens" and f.name not in CONSTRAINT_FIELDS}
+# body fields other servers define for a constraint -> engine param
+_CONSTRAINT_EXTENSIONS = {
+    "regex": "regex", "json_schema": "json_schema", "ebnf": "ebnf",   # SGLang
+    "lark": "lark",                                                   # sgnb
+    "grammar": "ebnf",                                                # llama.cpp server (GBNF)
+    "guided_grammar": "ebnf", "guided_regex": "regex", "guided_json": "json_schema",   # vLLM (older names)
+}
+# vLLM's `structured_outputs` keys -> engine param
+_STRUCTURED_OUTPUTS = {"grammar": "ebnf", "regex": "regex", "json": "json_schema"}
+# `response_format: {"type": "grammar"}`: the grammar's syntax -> engine param
+_GRAMMAR_SYNTAXES = {"lark": "lark", "ebnf": "ebnf", "gbnf": "ebnf", "regex": "regex"}
 _MAX_STOP_STRINGS = 16
 _COMPLETION_DEFAULT_MAX_TOKENS = 16  # the OpenAI completions default
 _MAX_N = 16
@@ -39,7 +50,7 @@ class CompletionRequest:
 @dataclass(slots=True)
 class ChatRequest:
     model: str | None
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]  # content: a str, or parts (text and images) when the message has images
     sampling_params: dict[str, Any]
     n: int = 1
     stream: bool = False
@@ -66,24 +77,68 @@ def _model(body: dict[str, Any]) -> str | None:
     return model
 
 
-def _response_format(value: Any) -> dict[str, Any]:
-    """`response_format` -> engine constraint params (json_schema)."""
+def _grammar_format(value: dict[str, Any]) -> tuple[str, str]:
+    """`response_format` of type grammar: OpenAI's grammar format (`syntax` + `definition`, at the top or under
+    `grammar`) or Fireworks' (`grammar`: a GBNF string)."""
+    spec = value.get("grammar", value)
+    if isinstance(spec, str):
+        return "ebnf", spec
+    syntax = spec.get("syntax", "lark") if isinstance(spec, dict) else None
+    if syntax not in _GRAMMAR_SYNTAXES:
+        raise ValueError(f"'response_format.syntax' must be one of {', '.join(_GRAMMAR_SYNTAXES)}, got {syntax!r}")
+    definition = spec.get("definition")
+    if not isinstance(definition, str) or not definition:
+        raise ValueError(f"'response_format' grammar 'definition' must be a non-empty string, got {definition!r}")
+    return _GRAMMAR_SYNTAXES[syntax], definition
+
+
+def _response_format(value: Any) -> tuple[str, Any] | None:
+    """`response_format` -> (engine constraint param, value), None for plain text."""
     if value is None:
-        return {}
+        return None
     if not isinstance(value, dict) or "type" not in value:
         raise ValueError(f"'response_format' must be an object with a 'type', got {value!r}")
     kind = value["type"]
     if kind == "text":
-        return {}
+        return None
     if kind == "json_object":
-        return {"json_schema": json.dumps({"type": "object"})}
+        return "json_schema", {"type": "object"}
     if kind == "json_schema":
         spec = value.get("json_schema")
         schema = spec.get("schema", spec.get("schema_")) if isinstance(spec, dict) else None
         if not isinstance(schema, dict):
             raise ValueError("'response_format.json_schema.schema' must be a JSON schema object")
-        return {"json_schema": json.dumps(schema)}
-    raise ValueError(f"'response_format.type' must be 'text', 'json_object' or 'json_schema', got {kind!r}")
+        return "json_schema", schema
+    if kind == "grammar":
+        return _grammar_format(value)
+    raise ValueError(f"'response_format.type' must be 'text', 'json_object', 'json_schema' or 'grammar', got {kind!r}")
+
+
+def _constraint(body: dict[str, Any]) -> dict[str, Any]:
+    """The request's constraint as engine params (`{}` for none), from `response_format` or an extension field."""
+    given: list[tuple[str, str, Any]] = []   # (where the request put it, engine param, value)
+    response_format = _response_format(body.get("response_format"))
+    if response_format is not None:
+        given.append(("response_format", *response_format))
+    given += [(name, param, body[name]) for name, param in _CONSTRAINT_EXTENSIONS.items() if body.get(name) is not None]
+    structured = body.get("structured_outputs")
+    if structured is not None:
+        if not isinstance(structured, dict) or not set(structured) <= set(_STRUCTURED_OUTPUTS):
+            raise ValueError(f"'structured_outputs' must be an object with one of the keys "
+                             f"{', '.join(_STRUCTURED_OUTPUTS)}, got {structured!r}")
+        given += [(f"structured_outputs.{key}", _STRUCTURED_OUTPUTS[key], value)
+                  for key, value in structured.items() if value is not None]
+    if not given:
+        return {}
+    if len(given) > 1:
+        raise ValueError(f"{' and '.join(repr(where) for where, _, _ in given)} are mutually exclusive: "
+                         "a request takes one constraint")
+    where, param, value = given[0]
+    if param == "json_schema" and isinstance(value, dict):
+        return {param: json.dumps(value)}
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"'{where}' must be a non-empty string, got {value!r}")
+    return {param: value}
 
 
 def sampling_params_from_openai(body: dict[str, Any], default_max_tokens: int | None) -> dict[str, Any]:
@@ -102,19 +157,7 @@ def sampling_params_from_openai(body: dict[str, Any], default_max_tokens: int | 
             params[dst] = check_value(dst, value, shown_as=f"'{src}'")
     if len(params.get("stop", ())) > _MAX_STOP_STRINGS:
         raise ValueError(f"'stop' accepts at most {_MAX_STOP_STRINGS} strings, got {len(params['stop'])}")
-    params.update(_response_format(body.get("response_format")))
-    regex = body.get("regex")  # SGLang extension
-    if regex is not None:
-        if not isinstance(regex, str):
-            raise ValueError(f"'regex' must be a string, got {regex!r}")
-        if "json_schema" in params:
-            raise ValueError("'regex' and 'response_format' json constraints are mutually exclusive")
-        params["regex"] = regex
-    json_schema = body.get("json_schema")  # SGLang extension
-    if json_schema is not None:
-        if "json_schema" in params or "regex" in params:
-            raise ValueError("'json_schema' cannot be combined with 'regex' or 'response_format'")
-        params["json_schema"] = json_schema if isinstance(json_schema, str) else json.dumps(json_schema)
+    params.update(_constraint(body))
     return params
 
 
@@ -173,24 +216,38 @@ def parse_completion_request(body: Any) -> CompletionRequest:
     )
 
 
-def _message_content(index: int, content: Any) -> str:
+def _message_content(index: int, content: Any) -> str | list[dict[str, str]]:
+    """A message's text; with images, its parts in order: `{"type": "text", "text"}` and `{"type": "image",
+    "url"}` (a data URL or a local file path; the engine reads it, and refuses http(s): it has no network)."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts = []
+        parts = []
         for part in content:
             if not isinstance(part, dict) or "type" not in part:
                 raise ValueError(f"messages[{index}].content parts must be objects with a 'type'")
-            if part["type"] != "text":
+            if part["type"] == "text":
+                parts.append({"type": "text", "text": str(part.get("text", ""))})
+            elif part["type"] == "image_url":
+                parts.append({"type": "image", "url": _image_url(index, part.get("image_url"))})
+            else:
                 raise ValueError(
                     f"messages[{index}].content part of type {part['type']!r} is not supported "
-                    "by sgnb serve (text only)"
+                    "by sgnb serve (text and image_url only)"
                 )
-            texts.append(str(part.get("text", "")))
-        return "".join(texts)
+        if all(p["type"] == "text" for p in parts):
+            return "".join(p["text"] for p in parts)
+        return parts
     raise ValueError(f"messages[{index}].content must be a string or a list of content parts")
+
+
+def _image_url(index: int, value: Any) -> str:
+    url = value.get("url") if isinstance(value, dict) else None
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"messages[{index}].content image_url must be an object with a 'url' string, got {value!r}")
+    return url
 
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")

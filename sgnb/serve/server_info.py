@@ -1,7 +1,9 @@
 """Read-only routes about the server's state: `GET /get_server_info`, `/cache_snapshot`, `/cache_node_text`.
 
 - `GET /get_server_info`: the load: `model`, `model_path`, `num_running`, `num_waiting`, `num_slots`,
-  `num_free_slots`, `num_used_slots`, `pool_usage`, `cache_hit_rate`, and `stats` (the engine's `stats()`).
+  `num_free_slots`, `num_used_slots`, `pool_usage`, `cache_hit_rate`, `stats` (the engine's `stats()`, with
+  `stats["hicache"]` when the tiered cache is on), and the tiered cache's options under SGLang's server-argument
+  names (`enable_hierarchical_cache`, `hicache_size`, `hicache_storage_dir`, `hicache_storage_size`).
 - `GET /cache_snapshot?max_nodes=N` (default 200, 1..2000): `engine.snapshot(max_nodes)` as JSON (the radix
   tree BFS from the root with node excerpts, the queues' request ids, the stats): what a remote `CacheTree`
   draws. Throttled: asked again within `SNAPSHOT_MAX_AGE` seconds (for the same N) it answers the snapshot
@@ -26,6 +28,8 @@ from sgnb.serve.errors import APIError
 DEFAULT_MAX_NODES = 200
 MAX_MAX_NODES = 2000
 SNAPSHOT_MAX_AGE = 0.2  # seconds a snapshot is served again instead of taking a new one
+# Engine options reported as they are, under SGLang's server-argument names.
+REPORTED_OPTIONS = ("enable_hierarchical_cache", "hicache_size", "hicache_storage_dir", "hicache_storage_size")
 
 
 def server_info(engine: Any, model_info: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +46,7 @@ def server_info(engine: Any, model_info: dict[str, Any]) -> dict[str, Any]:
         "pool_usage": stats["pool_usage"],
         "cache_hit_rate": stats["cache_hit_rate"],
         "stats": stats,
+        **{name: getattr(engine.config, name) for name in REPORTED_OPTIONS},
     }
 
 

@@ -1,4 +1,5 @@
-"""`CacheTree(target)`: a radix cache, live: nodes, hit counts, locks, LRU order, gauges.
+"""`CacheTree(target)`: a radix cache, live: nodes, hit counts, locks, LRU order, gauges; with the tiered cache
+on, where each node's KV sits (the pool, host memory or disk) and each tier's usage.
 
 ``target`` is what ``cache_source()`` accepts: nothing (the default backend's engine, as ``%%sgl`` cells use),
 an ``Engine``, an ``EngineBackend`` / ``sgnb.Runtime(...)``, or a `sgnb serve` (its URL or a

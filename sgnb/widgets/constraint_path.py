@@ -1,5 +1,5 @@
-"""`ConstraintPath`: a constrained gen step by step (FSM state, allowed tokens, chosen or forced token,
-the top alternatives the mask removed).
+"""`ConstraintPath`: a constrained gen step by step (FSM state, or a grammar's position, allowed tokens, chosen or
+forced token, the top alternatives the mask removed).
 
     ConstraintPath(state.get_meta_info("answer"))     # or ConstraintPath(state, "answer"), or a trace list
 """

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sgnb.widgets.cache_data import TIER_LABELS
+
 KIND_RICH = {
     "cache": "black on #c9f0d3",
     "computed": "black on #ffe1b8",
@@ -84,6 +86,10 @@ def render_cache_rich(data: dict) -> Any:
 
     def add(parent: Any, node: dict) -> None:
         badges = f"{node['num_tokens']} tok, hits {node['hit_count']}"
+        if node["num_image_tokens"]:
+            badges = f"image: {node['num_image_tokens']} tok, " + badges
+        if data["tiers"] is not None:
+            badges = f"{TIER_LABELS[node['tier']]}, {badges}"
         if node["lock_ref"] > 0:
             badges += f", locked×{node['lock_ref']}"
         elif node["lru_rank"] is not None:
@@ -103,7 +109,7 @@ def render_constraint_rich(data: dict) -> Any:
     from rich.text import Text
 
     table = Table(title=f"{data['num_steps']} tokens, {data['num_forced']} forced")
-    for col in ("#", "state", "allowed", "token", "masked top"):
+    for col in ("#", data["state_label"], "allowed", "token", "masked top"):
         table.add_column(col)
     for step in data["steps"]:
         masked = ", ".join(f"{json.dumps(t)} {lp:.2f}" for t, lp in step["masked_top"])

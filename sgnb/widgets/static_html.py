@@ -12,7 +12,7 @@ import json
 from html import escape
 from typing import Any
 
-from sgnb.widgets.cache_data import cache_data
+from sgnb.widgets.cache_data import TIER_LABELS, cache_data
 from sgnb.widgets.constraint_data import constraint_data
 from sgnb.widgets.program_data import program_data
 
@@ -95,8 +95,13 @@ def _state_text_html(state: dict, since: int) -> str:
         piece = text[start:seg["end"]]
         if since and seg["start"] <= since and piece.startswith("\n"):
             piece = piece[1:]  # a fork's block starts on its own line already
+        if seg.get("thumbnail"):  # an image: its thumbnail in place of the placeholder text
+            piece_html = (f'<img src="{escape(seg["thumbnail"])}" alt="{escape(piece)}" '
+                          'style="max-width:64px;max-height:64px;vertical-align:middle">')
+        else:
+            piece_html = escape(piece)
         out.append(f'<span class="sgnb-tok" data-kind="{seg["kind"]}" title="{escape(_segment_title(seg))}" '
-                   f'style="{KIND_STYLES[seg["kind"]]}">{escape(piece)}</span>')
+                   f'style="{KIND_STYLES[seg["kind"]]}">{piece_html}</span>')
     if open_span is not None:
         out.append("</span>")
     out.append("</div>")
@@ -170,6 +175,10 @@ def render_cache_html(data: dict) -> str:
     parts.append(_gauge("pool usage", data["pool_usage"],
                         f'{data["num_slots"] - data["num_free_slots"]}/{data["num_slots"]} slots'))
     parts.append(_gauge("hit rate", data["hit_rate"], f'{data["hit_rate"]:.1%}'))
+    for tier, usage in (data["tiers"] or {}).items():  # the tiered cache's host memory and disk
+        if tier != "device":
+            parts.append(_gauge(TIER_LABELS[tier], usage["usage"], f'{usage["used_bytes"] / 2**20:.1f}/'
+                                f'{usage["capacity_bytes"] / 2**20:.0f} MB'))
     parts.append(f'<div style="{_MONO}">{data["cached_tokens"]} cached tok ({data["evictable_tokens"]} evictable, '
                  f'{data["protected_tokens"]} locked) · {data["num_evicted_tokens"]} evicted · '
                  f'{data["num_running"]} running · {data["num_waiting"]} waiting</div>')
@@ -177,7 +186,7 @@ def render_cache_html(data: dict) -> str:
     roots = children.get(None, [])
     parts.append(f'<div style="{_MONO}">')
     for root in roots:
-        parts.append(_cache_node_html(root, children, 0))
+        parts.append(_cache_node_html(root, children, 0, data["tiers"] is not None))
     if data["truncated"]:
         parts.append(f'<div style="color:#777">… {data["num_nodes"] - data["num_shown"]} more nodes not shown</div>')
     parts.append("</div></div>")
@@ -192,24 +201,28 @@ def _gauge(label: str, fraction: float, caption: str) -> str:
             f'<div style="width:{pct:.1f}%;height:100%;background:#4a7bd0"></div></div></div>')
 
 
-def _cache_node_html(node: dict, children: dict, depth: int) -> str:
+def _cache_node_html(node: dict, children: dict, depth: int, show_tier: bool) -> str:
     if node["parent"] is None:
         label = "root"
     else:
         label = escape(json.dumps(node["text"], ensure_ascii=False))
     badges = [f'{node["num_tokens"]} tok', f'hits {node["hit_count"]}']
+    if node["num_image_tokens"]:
+        badges.insert(0, f'image: {node["num_image_tokens"]} tok')
     if node["lock_ref"] > 0:
         badges.append(f'locked×{node["lock_ref"]}')
     elif node["lru_rank"] is not None:
         badges.append(f'evict #{node["lru_rank"]}')
     elif node["is_evictable"]:
         badges.append("evictable")
+    if show_tier and node["parent"] is not None:
+        badges.insert(0, TIER_LABELS[node["tier"]])
     style = "color:#b05000" if node["lock_ref"] > 0 else ""
     row = (f'<div class="sgnb-cache-node" data-node="{node["id"]}" data-tokens="{node["num_tokens"]}" '
-           f'data-hits="{node["hit_count"]}" data-lock="{node["lock_ref"]}" '
+           f'data-hits="{node["hit_count"]}" data-lock="{node["lock_ref"]}" data-tier="{node["tier"]}" '
            f'style="margin-left:{14 * depth}px;white-space:pre-wrap;{style}">'
            f'{label} <span style="color:#667">[{" · ".join(badges)}]</span></div>')
-    return row + "".join(_cache_node_html(c, children, depth + 1) for c in children.get(node["id"], []))
+    return row + "".join(_cache_node_html(c, children, depth + 1, show_tier) for c in children.get(node["id"], []))
 
 
 # ------------------------------------------------------------------ constraint
@@ -220,9 +233,9 @@ def constraint_html(source: Any) -> str:
 
 def render_constraint_html(data: dict) -> str:
     parts = [f'<div class="sgnb-constraint" data-num-steps="{data["num_steps"]}" '
-             f'data-num-forced="{data["num_forced"]}" style="{_BOX}">']
+             f'data-num-forced="{data["num_forced"]}" data-kind="{data["kind"]}" style="{_BOX}">']
     parts.append(f'<div style="margin-bottom:4px">{data["num_steps"]} tokens, {data["num_forced"]} forced by '
-                 f'jump-forward, {data["num_states"]} FSM states</div>')
+                 f'jump-forward, {escape(data["summary"])}</div>')
     parts.append(f'<div style="{_MONO};white-space:pre-wrap;border:1px solid #ddd;padding:4px;margin-bottom:6px">')
     for seg in data["segments"]:
         kind = "forced" if seg["forced"] else "generated"
@@ -231,7 +244,7 @@ def render_constraint_html(data: dict) -> str:
     parts.append("</div>")
     parts.append(f'<table style="border-collapse:collapse;{_MONO}"><tr>'
                  + "".join(f'<th style="text-align:left;padding:1px 8px">{h}</th>'
-                           for h in ("#", "state", "allowed", "token", "masked top"))
+                           for h in ("#", escape(data["state_label"]), "allowed", "token", "masked top"))
                  + "</tr>")
     for step in data["steps"]:
         kind = "forced" if step["forced"] else "generated"

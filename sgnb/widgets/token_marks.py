@@ -12,7 +12,10 @@ Every character of a state's text gets one segment kind:
 - ``unsent``: text after the last gen/select of a finished state, never sent to the model.
 
 A token is marked once, by the first request that saw it: the prompt region of a gen/select is the text
-between the previous gen/select's end and its own start. Plain functions over the JSON-safe
+between the previous gen/select's end and its own start. An image (``snap["images"]``: its placeholder's char
+range and a thumbnail) is a segment of its own with ``thumbnail``, marked like the text around it; the engine
+expands its placeholder into the image's rows, which it counts as prompt tokens: the rows beyond what the
+tokenizer makes of the text are the images', split evenly between them. Plain functions over the JSON-safe
 ``ProgramState.snapshot()``; no ipywidgets, no torch.
 """
 
@@ -28,7 +31,8 @@ _MODEL_SPANS = ("gen", "select", "commit")
 def mark_tokens(snap: dict, tokenizer: Any = None, memo: dict | None = None) -> list[dict]:
     """Segments ``{"start", "end", "kind", "num_tokens", "span", ...}`` covering ``snap["text"]`` in order.
 
-    ``span`` is the index of the gen/select span in ``snap["spans"]`` (None for prompt text). Generated
+    ``span`` is the index of the gen/select span in ``snap["spans"]`` (None for prompt text); an image's segment
+    has ``thumbnail``. Generated
     tokens are one segment each when the meta_info holds ``output_token_logprobs`` or a
     ``constraint_trace`` (then they carry ``token_id``, ``logprob`` and ``top`` = ``[[token, logprob], ...]``);
     otherwise a gen is one run. ``tokenizer`` (an HF fast tokenizer) maps cached-token counts to characters;
@@ -38,6 +42,7 @@ def mark_tokens(snap: dict, tokenizer: Any = None, memo: dict | None = None) -> 
     text = snap.get("text", "")
     if not isinstance(text, str):
         raise ValueError(f"snapshot text must be a string, got {type(text).__name__}")
+    images = [im for im in snap.get("images") or [] if 0 <= im["start"] < im["end"] <= len(text)]
     segments: list[dict] = []
     cursor = 0
     for index, span in enumerate(snap.get("spans", [])):
@@ -48,14 +53,14 @@ def mark_tokens(snap: dict, tokenizer: Any = None, memo: dict | None = None) -> 
             raise ValueError(f"span {index} ({span.get('name')!r}) has offsets [{start}, {end}) that overlap "
                              f"an earlier span or leave the text ({len(text)} chars)")
         meta = _first_choice(span.get("meta_info") or {})
-        segments += _prompt_segments(text, cursor, start, meta, tokenizer, memo)
+        segments += _prompt_segments(text, cursor, start, meta, tokenizer, memo, images)
         if span["kind"] != "commit":
             segments += _output_segments(text, start, end, span, index, meta)
             cursor = end
         else:
             cursor = start
     segments += _tail_segments(snap, text, cursor)
-    return [s for s in segments if s["end"] > s["start"]]
+    return _with_images([s for s in segments if s["end"] > s["start"]], images)
 
 
 def count_marks(segments: list[dict], since: int = 0) -> dict[str, int]:
@@ -85,7 +90,8 @@ def _cached_count(meta: dict) -> int | None:
     return max(cached, 0)
 
 
-def _prompt_segments(text: str, lo: int, hi: int, meta: dict, tokenizer: Any, memo: dict | None) -> list[dict]:
+def _prompt_segments(text: str, lo: int, hi: int, meta: dict, tokenizer: Any, memo: dict | None,
+                     images: list[dict]) -> list[dict]:
     if lo >= hi:
         return []
     cached = _cached_count(meta)
@@ -93,9 +99,13 @@ def _prompt_segments(text: str, lo: int, hi: int, meta: dict, tokenizer: Any, me
         return [{"start": lo, "end": hi, "kind": "prompt", "num_tokens": None, "span": None}]
     prompt_len = meta.get("prompt_tokens")
     offsets = _token_ends(text[:hi], tokenizer, memo) if tokenizer is not None else None
+    in_prompt = [im for im in images if im["end"] <= hi]
+    if offsets is not None and isinstance(prompt_len, int) and in_prompt:
+        offsets = _with_image_rows(offsets, in_prompt, prompt_len)
     # select reports prompt+choice lengths (a list): nothing to cross-check against
     if offsets is not None and (not isinstance(prompt_len, int) or len(offsets) == prompt_len):
-        return _exact_prompt_segments(offsets, lo, hi, cached)
+        cuts = [x for im in in_prompt for x in (im["start"], im["end"]) if lo < x < hi]
+        return _exact_prompt_segments(offsets, lo, hi, cached, cuts)
     # No tokenizer (or it disagrees with the engine's count): split the characters proportionally.
     total = prompt_len if isinstance(prompt_len, int) and prompt_len > 0 else max(cached, 1)
     boundary = min(hi, round(hi * min(cached, total) / total))
@@ -106,21 +116,38 @@ def _prompt_segments(text: str, lo: int, hi: int, meta: dict, tokenizer: Any, me
     ]
 
 
-def _exact_prompt_segments(ends: list[int], lo: int, hi: int, cached: int) -> list[dict]:
+def _exact_prompt_segments(ends: list[int], lo: int, hi: int, cached: int, cuts: list[int]) -> list[dict]:
+    """The region [lo, hi) cut at the cache boundary and at `cuts` (image edges): pieces before the boundary are
+    "cache", after it "computed"; each counts the tokens that end inside it (a computed token ending at the
+    boundary counts in the piece after it)."""
     # ends[i]: char offset where prompt token i ends. Tokens ending at or before `lo` belong to earlier regions.
-    in_region = [i for i, e in enumerate(ends) if e > lo]
-    num_cache = sum(1 for i in in_region if i < cached)
-    num_computed = len(in_region) - num_cache
     if cached <= 0:
         boundary = lo
     elif cached >= len(ends):
         boundary = hi
     else:
         boundary = min(max(ends[cached - 1], lo), hi)
-    return [
-        {"start": lo, "end": boundary, "kind": "cache", "num_tokens": num_cache, "span": None},
-        {"start": boundary, "end": hi, "kind": "computed", "num_tokens": num_computed, "span": None},
-    ]
+    edges = sorted({lo, boundary, hi, *cuts})
+    counts = [0] * (len(edges) - 1)
+    for i, e in enumerate(ends):
+        if e <= lo:
+            continue
+        pos = e if i < cached else min(max(e, boundary + 0.5), hi)
+        counts[next(k for k in range(len(counts)) if pos <= edges[k + 1])] += 1
+    return [{"start": start, "end": end, "kind": "cache" if end <= boundary else "computed", "num_tokens": n,
+             "span": None} for start, end, n in zip(edges, edges[1:], counts)]
+
+
+def _with_image_rows(ends: list[int], images: list[dict], prompt_len: int) -> list[int]:
+    """Token ends of the prompt as the engine holds it: each image's placeholder tokens replaced by its rows
+    (all ending where the placeholder ends); the engine's `prompt_len` tells how many rows there are in all."""
+    inside = [e for e in ends if any(im["start"] < e <= im["end"] for im in images)]
+    num_rows = prompt_len - len(ends) + len(inside)
+    if num_rows < len(images):  # not this prompt's count (another tokenization): leave it to the cross-check
+        return ends
+    share, extra = divmod(num_rows, len(images))
+    rows = [im["end"] for k, im in enumerate(images) for _ in range(share + (k < extra))]
+    return sorted([e for e in ends if e not in inside] + rows)
 
 
 def _token_ends(prompt: str, tokenizer: Any, memo: dict | None) -> list[int] | None:
@@ -140,6 +167,24 @@ def _token_ends(prompt: str, tokenizer: Any, memo: dict | None) -> list[int] | N
     if memo is not None:
         memo[key] = ends
     return ends
+
+
+def _with_images(segments: list[dict], images: list[dict]) -> list[dict]:
+    """Each image's placeholder as a segment of its own, with the image's ``thumbnail`` (None when the program
+    could not read the image); a segment around one is cut there."""
+    if not images:
+        return segments
+    out = []
+    for seg in segments:
+        edges = sorted({seg["start"], seg["end"], *(x for im in images for x in (im["start"], im["end"])
+                                                    if seg["start"] < x < seg["end"])})
+        for k, (start, end) in enumerate(zip(edges, edges[1:])):
+            piece = dict(seg, start=start, end=end) if k == 0 else dict(seg, start=start, end=end, num_tokens=None)
+            image = next((im for im in images if im["start"] == start and im["end"] == end), None)
+            if image is not None:
+                piece["thumbnail"] = image.get("thumbnail")
+            out.append(piece)
+    return out
 
 
 # ------------------------------------------------------------------ outputs

@@ -35,6 +35,10 @@ OBSERVE_JS = """() => {
     numShown: Number(el.dataset.numShown || 0),
     rows: el.querySelectorAll('.sgnb-ct-node').length,
     updates: Number(el.dataset.updates || 0),
+    tierTags: [...el.querySelectorAll('.sgnb-ct-node .sgnb-ct-tier')].map((t) => [t.dataset.tier, t.textContent]),
+    legend: [...el.querySelectorAll('.sgnb-ct-legend .sgnb-ct-tier')].map((t) => t.textContent),
+    tierGauges: Object.fromEntries([...el.querySelectorAll('.sgnb-gauge[data-tier]')]
+      .map((g) => [g.dataset.label, Number(g.dataset.value)])),
   }));
   const paths = [...document.querySelectorAll('.sgnb-cp')].map((el) => ({
     numSteps: Number(el.dataset.numSteps || 0),
@@ -243,7 +247,82 @@ def test_notebook_shows_a_servers_cache_tree_growing(page, jupyter_lab, lab_root
         final = page.evaluate(OBSERVE_JS)["caches"][0]
         assert final["rows"] == final["numShown"] == final["numNodes"]
         assert tree.get_attribute("data-error") == "false"
+        assert final["tierTags"] == final["legend"] == [] and final["tierGauges"] == {}  # no tiers: none shown
 
         _click_last_cache_node(page, screenshots / "remote_cache_tree.png")  # the kernel asks the server
     engine.check_integrity()
     assert time.monotonic() - began < 180
+
+
+def test_notebook_shows_a_tiered_servers_nodes_by_tier(page, jupyter_lab, lab_root, screenshots, smollm2_path,
+                                                       tmp_path):
+    """A server whose engine has the tiered cache on and a pool for two prompts: the node the third prompt
+    evicts shows as held in host memory, with the legend and the host memory and disk gauges."""
+    import httpx
+
+    from sgnb.engine import Engine
+    from sgnb.serve import ServerThread, create_app
+    from tests.conftest import make_tiny_model
+
+    model = str(make_tiny_model(tmp_path / "tiny", smollm2_path))
+    # tiers of about 100 kB, so that a few pages of this tiny model's KV show on the gauges
+    engine = Engine(model, max_total_tokens=96, enable_hierarchical_cache=True, hicache_size=1e-4,
+                    hicache_storage_dir=str(tmp_path / "kv"), hicache_storage_size=1e-4)
+    with engine, ServerThread(create_app(engine)) as server:
+        name = "tiered_cache_tree.ipynb"
+        (lab_root / name).write_text(json.dumps(_cache_tree_notebook(server.url), indent=1))
+        _open_and_run_all(page, jupyter_lab, name)
+        for word in ("apple", "river", "stone"):  # ~40 tokens each: the third evicts the first to host memory
+            r = httpx.post(server.url + "/generate", json={"text": " ".join([word] * 40), "sampling_params": {
+                "max_new_tokens": 3, "temperature": 0}}, timeout=120)
+            assert r.status_code == 200
+        try:
+            page.wait_for_selector('.sgnb-ct-node[data-tier="host"] .sgnb-ct-tier', timeout=120_000)
+        except Exception:
+            page.screenshot(path=str(screenshots / "tiered_cache_tree_error.png"), full_page=True)
+            raise
+        [cache] = page.evaluate(OBSERVE_JS)["caches"]
+        assert ["host", "host memory"] in cache["tierTags"] and ["device", "pool"] in cache["tierTags"]
+        assert len(cache["tierTags"]) == cache["rows"] - 1  # every node but the root is tagged
+        assert cache["legend"] == ["pool", "host memory", "disk"]
+        assert cache["tierGauges"]["host memory"] > 0 and cache["tierGauges"]["disk"] > 0
+        page.locator(".sgnb-ct").first.screenshot(path=str(screenshots / "tiered_cache_tree.png"))
+        engine.check_integrity()
+
+
+IMAGES_JS = """() => ({
+  thumbnails: [...document.querySelectorAll('.sgnb-pv .sgnb-tok[data-image="true"]')].map((t) => ({
+    kind: t.dataset.kind, src: t.querySelector('img.sgnb-img')?.getAttribute('src') || '',
+    width: t.querySelector('img.sgnb-img')?.naturalWidth || 0})),
+  imageNodes: [...document.querySelectorAll('.sgnb-ct-node')].map((n) => Number(n.dataset.imageTokens || 0))
+    .filter((n) => n > 0),
+  imageBadges: [...document.querySelectorAll('.sgnb-ct-node .sgnb-ct-meta')].map((m) => m.textContent)
+    .filter((t) => t.includes('image:')),
+})"""
+
+
+def test_images_notebook_draws_thumbnails_and_labels_image_nodes(page, jupyter_lab, screenshots):
+    _open_and_run_all(page, jupyter_lab, "07_images.ipynb")
+    deadline = time.monotonic() + 200
+    while time.monotonic() < deadline:
+        obs = page.evaluate(OBSERVE_JS)
+        if obs["errors"]:
+            page.screenshot(path=str(screenshots / "jupyterlab_images_error.png"), full_page=True)
+            pytest.fail(f"a cell raised: {obs['errors'][0]}")
+        if _all_ran(obs) and len(obs["views"]) == 2 and all(v["status"] == "finished" for v in obs["views"]):
+            break
+        time.sleep(0.25)
+    else:
+        page.screenshot(path=str(screenshots / "jupyterlab_images_timeout.png"), full_page=True)
+        pytest.fail(f"the images notebook did not finish in time; last observation: {obs}")
+    page.wait_for_timeout(1000)  # the cache tree's last poll
+    images = page.evaluate(IMAGES_JS)
+    page.screenshot(path=str(screenshots / "jupyterlab_images.png"), full_page=True)
+    # the caption view holds one picture, the clip's view its four frames: each a loaded thumbnail, marked as
+    # prompt tokens computed or read from the cache
+    assert len(images["thumbnails"]) == 5, images
+    for thumb in images["thumbnails"]:
+        assert thumb["src"].startswith("data:image/png;base64,") and 0 < thumb["width"] <= 64
+        assert thumb["kind"] in ("cache", "computed")
+    assert images["thumbnails"][0]["kind"] == "cache"  # the picture was asked about before: its KV was reused
+    assert images["imageNodes"] and len(images["imageBadges"]) == len(images["imageNodes"])

@@ -104,13 +104,13 @@ def test_from_dict_rejects_a_non_dict(params):
 
 
 def test_every_field_has_a_valid_non_default_example_for_the_surface_tests():
-    from sgnb.engine.sampling_params import SAMPLING_FIELDS
-    from tests.sampling_examples import EXAMPLE_VALUES, without
+    from sgnb.engine.sampling_params import CONSTRAINT_FIELDS, SAMPLING_FIELDS
+    from tests.sampling_examples import EXAMPLE_VALUES, with_constraint
 
     assert set(EXAMPLE_VALUES) == {f.name for f in SAMPLING_FIELDS}
     assert all(EXAMPLE_VALUES[f.name] != f.default for f in SAMPLING_FIELDS)
-    SamplingParams(**without("regex"))
-    SamplingParams(**without("json_schema"))
+    for name in CONSTRAINT_FIELDS:
+        SamplingParams(**with_constraint(name))
 
 
 @pytest.mark.parametrize(("params", "field"), [

@@ -10,6 +10,7 @@ from sgnb.lang.chat_template import (
     get_chat_template,
 )
 from sgnb.lang.errors import ChatTemplateError
+from tests.vlm_fixtures import IMAGES_FIRST_TEMPLATE, PARTS_TEMPLATE
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +83,27 @@ def test_named_templates():
         get_chat_template("llama9")
     with pytest.raises(ValueError, match="unknown role 'tool'"):
         CHATML_TEMPLATE.get_prefix_and_suffix("tool", [])
+
+
+@pytest.mark.parametrize(("template", "image_text"), [(PARTS_TEMPLATE, "<image>"),
+                                                      (IMAGES_FIRST_TEMPLATE, "<image>\n")])
+def test_content_part_templates_give_roles_and_the_image_text(template, image_text):
+    import jinja2
+
+    derived = ChatTemplate.from_jinja(template, name="vlm", image_token="<image>")
+    assert derived.image_token == image_text
+    messages = [{"role": "user", "content": "Hi"}]
+    as_parts = [{**m, "content": [{"type": "text", "text": m["content"]}]} for m in messages]
+    expected = jinja2.Environment().from_string(template).render(messages=as_parts, add_generation_prompt=True)
+    assert derived.render(messages, add_generation_prompt=True) == expected
+
+
+def test_content_part_template_without_an_image_token_is_refused():
+    with pytest.raises(ChatTemplateError):
+        ChatTemplate.from_jinja(PARTS_TEMPLATE, name="vlm")
+
+
+def test_string_template_keeps_the_models_image_token(tokenizer):
+    derived = ChatTemplate.from_hf_tokenizer(tokenizer, image_token="<image>")
+    assert derived.image_token == "<image>"
+    assert derived.role_prefix_and_suffix == ChatTemplate.from_hf_tokenizer(tokenizer).role_prefix_and_suffix

@@ -39,6 +39,9 @@ def test_gen_int_and_gen_string_set_dtype():
         ({"dtype": list}, "dtype"),
         ({"regex": "a+", "json_schema": "{}"}, "at most one of"),
         ({"regex": "a+", "dtype": int}, "at most one of"),
+        ({"ebnf": 'root ::= "a"', "dtype": int}, "at most one of regex, json_schema, ebnf, lark"),
+        ({"lark": 'start: "a"', "regex": "a+"}, "at most one of"),
+        ({"ebnf": ["root ::= x"]}, "ebnf must be a grammar string"),
     ],
 )
 def test_gen_rejects_bad_arguments(kwargs, message):

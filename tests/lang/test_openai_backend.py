@@ -12,6 +12,7 @@ import socket
 import pytest
 
 import sgnb as sgl
+from sgnb.engine.sampling_params import CONSTRAINT_FIELDS
 from sgnb.lang.backends.base import GenContext, SamplingSpec
 from sgnb.lang.backends.errors import BackendError, SpecMatchError, UnsupportedFeatureError
 from sgnb.lang.backends.openai import OpenAI
@@ -100,6 +101,18 @@ def test_regex_is_a_clear_error_unless_the_server_extension_is_named(chat, compl
     text, _ = completion.generate(GenContext(text="The year is "),
                                   SamplingSpec(max_new_tokens=8, temperature=0, regex=r"(19|20)[0-9]{2}"))
     assert re.fullmatch(r"(19|20)[0-9]{2}", text)
+
+
+def test_grammars_go_only_to_a_server_with_sglang_extensions(chat, completion):
+    import lark
+
+    colors = '"red" | "green" | "blue"'
+    for params in (SamplingSpec(max_new_tokens=12, temperature=0, ebnf=f'root ::= c ", " c\nc ::= {colors}'),
+                   SamplingSpec(max_new_tokens=12, temperature=0, lark=f'start: c ", " c\nc: {colors}')):
+        with pytest.raises(UnsupportedFeatureError, match="cannot constrain a gen by (ebnf|lark)"):
+            chat.generate(GenContext(text="", messages=MESSAGES), params)
+        text, _ = completion.generate(GenContext(text="Two colours: "), params)
+        lark.Lark(f'start: c ", " c\nc: {colors}').parse(text)
 
 
 # ---------------------------------------------------------------- select
@@ -248,13 +261,13 @@ def test_fallback_is_a_clear_error_when_the_api_cannot_continue_a_message(server
 # ---------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("left_out", ["regex", "json_schema"])
-def test_requests_carry_every_sampling_field_the_way_sgnb_serve_reads_them(left_out):
+@pytest.mark.parametrize("constraint", CONSTRAINT_FIELDS)
+def test_requests_carry_every_sampling_field_the_way_sgnb_serve_reads_them(constraint):
     from sgnb.serve.openai_protocol import sampling_params_from_openai
-    from tests.sampling_examples import without
+    from tests.sampling_examples import with_constraint
 
     backend = OpenAI("m", base_url="http://127.0.0.1:9/v1", is_chat_model=False, regex_field="regex")
-    spec = SamplingSpec(**without(left_out))
+    spec = SamplingSpec(**with_constraint(constraint))
     assert sampling_params_from_openai(backend._body(GenContext(text="Hi"), spec), None) == spec.to_engine_params()
 
 

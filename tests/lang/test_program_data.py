@@ -15,7 +15,6 @@ def test_fork_starts_equal_but_appends_do_not_cross():
     parent.spans.append({"name": "x", "kind": "gen", "start": 0, "end": 1})
     parent.var_scopes.append(("v", 2))
     parent.images.append("img")
-    parent.cur_images.append("img")
 
     child = parent.fork()
     assert child.text == parent.text and child.cur_role == "assistant" and child.cur_role_begin_pos == 3
@@ -27,10 +26,10 @@ def test_fork_starts_equal_but_appends_do_not_cross():
     child.messages.append({"role": "assistant", "content": "yes"})
     child.spans.append({"name": "y", "kind": "gen", "start": 8, "end": 12})
     child.var_scopes.pop()
-    child.cur_images.clear()
+    child.images.clear()
     parent.role_spans.append({"role": "user", "start": 0, "end": 2})
     assert parent.text == "Q: hi\nA:" and "y" not in parent.variables and len(parent.messages) == 1
-    assert len(parent.spans) == 1 and parent.var_scopes == [("v", 2)] and parent.cur_images == ["img"]
+    assert len(parent.spans) == 1 and parent.var_scopes == [("v", 2)] and parent.images == ["img"]
     assert child.role_spans == []
 
 

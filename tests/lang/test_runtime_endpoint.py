@@ -52,6 +52,26 @@ def test_regex_runs_on_the_server(endpoint):
     assert re.fullmatch(r"(19|20)[0-9]{2}", text)
 
 
+ARITHMETIC_EBNF = 'root ::= expr\nexpr ::= term (("+" | "-") term)*\nterm ::= [0-9]+ | "(" expr ")"'
+ARITHMETIC_LARK = 'start: expr\nexpr: term (("+" | "-") term)*\nterm: /[0-9]+/ | "(" expr ")"'
+
+
+def test_grammar_gens_run_on_the_server(endpoint):
+    import lark
+
+    @sgl.function
+    def sums(s):
+        s += "Write a sum of two numbers: " + sgl.gen("ebnf", max_tokens=16, ebnf=ARITHMETIC_EBNF)
+        s += "\nAnd a longer one, with parentheses: " + sgl.gen("lark", max_tokens=24, lark=ARITHMETIC_LARK)
+
+    state = sums.run(temperature=0, backend=endpoint)
+    assert state.error() is None
+    parser = lark.Lark(ARITHMETIC_LARK)
+    for name in ("ebnf", "lark"):
+        parser.parse(state[name])
+        assert state.get_meta_info(name)["constraint"]["kind"] == "grammar"
+
+
 def test_stream_deltas_add_up_to_the_text(endpoint):
     ctx, params = GenContext(text="Once upon a time"), SamplingSpec(max_new_tokens=6, temperature=0)
     pieces = list(endpoint.generate_stream(ctx, params))

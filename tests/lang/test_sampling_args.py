@@ -55,7 +55,7 @@ def test_gen_takes_every_engine_sampling_field(field):
 
 
 def test_only_the_constraints_of_one_gen_are_not_run_defaults():
-    assert {f.name for f in SAMPLING_FIELDS if not f.is_run_default} == {"regex", "json_schema"}
+    assert {f.name for f in SAMPLING_FIELDS if not f.is_run_default} == {"regex", "json_schema", "ebnf", "lark"}
 
 
 @pytest.mark.slow

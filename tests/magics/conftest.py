@@ -21,7 +21,9 @@ def ip(shell, engine):
     """The shell with `engine` as the %%sgl backend and greedy decoding; the engine must end idle and intact."""
     shell.user_ns["engine"] = engine
     for setting in ('SglMagics.backend = "engine"', "SglMagics.temperature = 0.0", "SglMagics.max_tokens = None",
-                    "SglMagics.model = None"):
+                    "SglMagics.model = None", "SglMagics.enable_hierarchical_cache = False",
+                    "SglMagics.hicache_storage_dir = None", "SglMagics.hicache_size = None",
+                    "SglMagics.hicache_storage_size = None"):
         assert shell.run_cell(f"%config {setting}").success
     yield shell
     snapshot = engine.snapshot()

@@ -220,6 +220,47 @@ def test_backend_option_and_definition_defaults(ip, run):
     assert warm.run(x="ok").text() == "ok"
 
 
+def test_hicache_settings_become_engine_options_once_the_tiers_are_asked_for(ip, run):
+    magics = ip.magics_manager.registry["SglMagics"]
+    run("%config SglMagics.hicache_size = 0.5")
+    assert magics.engine_options() == {}  # a size alone does not turn the tiers on
+    run("%config SglMagics.hicache_storage_dir = '/tmp/sgnb-kv'")  # a storage folder does, as in Engine(...)
+    assert magics.engine_options() == {"enable_hierarchical_cache": True, "hicache_size": 0.5,
+                                       "hicache_storage_dir": "/tmp/sgnb-kv"}
+    run("%config SglMagics.hicache_storage_dir = None")
+    run("%config SglMagics.enable_hierarchical_cache = True")
+    run("%config SglMagics.hicache_storage_size = 3.0")
+    assert magics.engine_options() == {"enable_hierarchical_cache": True, "hicache_size": 0.5,
+                                       "hicache_storage_size": 3.0}
+
+
+def test_hicache_settings_give_cells_a_tiered_default_engine_whose_cache_outlives_it(ip, run, smollm2_path,
+                                                                                   tmp_path, monkeypatch):
+    from sgnb.engine import Engine
+    from sgnb.lang.global_config import global_config
+    from sgnb.magics.sgl_magic import shared_backend
+    from tests.conftest import make_tiny_model
+
+    model = str(make_tiny_model(tmp_path / "tiny", smollm2_path))
+    monkeypatch.setattr(global_config, "default_model", model)  # the default engine, on a tiny model
+    storage = str(tmp_path / "kv")
+    for setting in ("backend = None", "enable_hierarchical_cache = True", f"hicache_storage_dir = {storage!r}"):
+        run(f"%config SglMagics.{setting}")
+    prompt = " ".join(["The tiered magic test keeps this long prefix on disk."] * 10)
+    run(f'%%sgl --no-widget --out r --max-tokens 2\n{prompt}{{gen("x")}}')
+    options = {"enable_hierarchical_cache": True, "hicache_storage_dir": storage}
+    backend = shared_backend(model, options)  # the cell's engine: created with the settings, shared by cells
+    assert backend.get_usage()["num_calls"] == 1 and ip.user_ns["r"].text().startswith(prompt)
+    assert backend.engine.config.enable_hierarchical_cache and backend.engine.config.hicache_storage_dir == storage
+    backend.engine.check_integrity()
+    backend.shutdown()  # what a kernel restart does to it; the disk tier keeps the cell's prefix
+    with Engine(model, **options) as fresh:
+        again = fresh.generate(prompt, {"max_new_tokens": 1, "temperature": 0})["meta_info"]
+        assert again["cached_tokens"] >= 0.9 * again["prompt_tokens"]
+        assert fresh.stats()["hicache"]["hits_by_tier"]["disk"] == again["cached_tokens"]
+        fresh.check_integrity()
+
+
 # ------------------------------------------------------------------ %sgl_cache
 def test_sgl_cache_shows_the_radix_cache_the_cells_use(ip, run, engine):
     from sgnb.widgets import CacheTree
@@ -252,3 +293,26 @@ def test_sgl_cache_refuses_anything_but_one_url(ip, line):
     result = ip.run_cell(f"%sgl_cache {line}")
     assert isinstance(result.error_in_exec, SglUsageError)
     assert "%sgl_cache takes nothing or one http(s):// server URL" in str(result.error_in_exec)
+
+
+def test_grammar_gens_take_a_notebook_grammar_or_one_written_across_cell_lines(ip, run):
+    import lark
+
+    ip.user_ns["SQL"] = '''
+root ::= "SELECT " col (", " col)* " FROM " table ";"
+col ::= "name" | "age" | "city"
+table ::= "users" | "orders"
+'''
+    run('%%sgl ask(question) --max-tokens 24 --no-widget\n'
+        '@user {question} Answer with one SQL query.\n'
+        '@assistant {gen("sql", ebnf=SQL)}\n'
+        'As a list: {gen("items", lark=r"""\n'
+        'start: "[" NUMBER ("," NUMBER)* "]"\n'
+        'NUMBER: /[0-9]+/\n'
+        '""")}\n')
+    state = ip.user_ns["ask"].run(question="List the names and cities of all users.")
+    assert state.error() is None
+    lark.Lark('start: "SELECT " col (", " col)* " FROM " table ";"\n'
+              'col: "name" | "age" | "city"\ntable: "users" | "orders"').parse(state["sql"])
+    lark.Lark('start: "[" NUMBER ("," NUMBER)* "]"\nNUMBER: /[0-9]+/').parse(state["items"])
+    assert state.get_meta_info("sql")["constraint"]["kind"] == "grammar"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 DEMO_NOTEBOOKS = ("01_quickstart", "02_fork_join", "03_constrained_decoding", "04_inside_the_radix_cache",
-                  "05_batch_pipelines", "06_remote_backends")
+                  "05_batch_pipelines", "06_remote_backends", "07_images")
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 

@@ -102,6 +102,18 @@ def test_03_constrained_decoding_makes_forced_tokens_visible():
     assert len(steps) == 2 and steps[0] < steps[1]  # jump-forward on needs fewer model passes
     assert _has_plot(run.cell_with("jump-forward on\", \"jump-forward off\"]"))
     assert re.match(r"\d{1,2} \| an? ", run.stream_text(run.cell_with('print(_sgl["legs"]')))
+    # grammars: the lark package parses the Lark-constrained expression; the EBNF-constrained SQL query's path
+    # shows grammar positions and forced keywords; a recursive JSON menu validates, nested
+    expression, tree = run.stream_text(run.cell_with("lark.Lark(ARITHMETIC).parse")).split("\n", 1)
+    assert re.fullmatch(r"[0-9()+\-*/]+", expression) and tree.startswith("start\n")
+    [sql] = run.widgets(run.cell_with('ConstraintPath(query, "sql"'))
+    sql = sql["trace"]
+    assert sql["kind"] == "grammar" and sql["summary"].startswith("ebnf grammar") and sql["num_forced"] >= 1
+    assert re.fullmatch(r"SELECT (name|age|city)(, (name|age|city))* FROM employees( WHERE [^;]+)?;(<\|im_end\|>)?",
+                        sql["text"])
+    assert all(step["state"].endswith(("▸", "▸ ✓")) for step in sql["steps"])
+    menu = run.stream_text(run.cell_with("jsonschema.validate(menu, MENU)"))
+    assert int(re.search(r"depth: (\d+) \| kind: grammar", menu).group(1)) >= 2
 
 
 def test_04_radix_cache_tree_hit_rate_and_eviction():
@@ -127,6 +139,21 @@ def test_04_radix_cache_tree_hit_rate_and_eviction():
     assert measured["cache on"]["prefill"] < measured["cache off"]["prefill"] / 3
     plots = [c for c in run.code_cells() if _has_plot(c)]
     assert len(plots) == 3
+    # the tiers: the oldest document comes back from host memory, and the tree shows where each node's KV sits
+    comeback = run.stream_text(run.cell_with("oldest = ask(TOPICS[0], on=tiered)"))
+    cached, prompt = map(int, re.search(r"(\d+) of (\d+) prompt tokens cached", comeback).groups())
+    assert cached >= prompt - 16 and cached > oldest[0]  # all but a last partial page; the pool alone: the start
+    [tiered] = run.widgets(run.cell_with("tiered_tree = CacheTree(tiered)"))
+    tiered = tiered["cache"]
+    assert {"device", "host"} <= {n["tier"] for n in tiered["nodes"]}
+    assert tiered["tiers"]["host"]["used_bytes"] > 0 and tiered["tiers"]["disk"]["used_bytes"] > 0
+    # a fresh process finds the few-shot prefix on disk: >= 90% of the prompt cached, the same output
+    restart = run.stream_text(run.cell_with("first, second = fresh_process(), fresh_process()"))
+    (first_cached, prompt_len), (second_cached, second_len) = [
+        (int(a), int(b)) for a, b in re.findall(r"(\d+) of (\d+) prompt tokens cached", restart)]
+    assert prompt_len == second_len >= 650
+    assert first_cached < 0.1 * prompt_len and second_cached >= 0.9 * prompt_len
+    assert "same output: True" in restart and re.search(r"second process.*'disk': [1-9]", restart)
 
 
 def test_05_batch_pipeline_exports_and_matches_run_batch():
@@ -151,3 +178,27 @@ def test_06_remote_backends_agree():
     chat = run.stream_text(run.cell_with("chat = sgl.OpenAI"))
     assert "'num_calls': 2" in chat and "UnsupportedFeatureError" in chat and "select" in chat
     assert "server stopped" in run.stream_text(run.cell_with("server.terminate()"))
+
+
+def test_07_images_reuses_the_pictures_kv_and_reads_a_clip():
+    run = executed("07_images")
+    assert run.errors() == []
+    setup = run.stream_text(run.cell_with("real_model = Path("))
+    assert "TINY RANDOM-WEIGHT" in setup or "Using the real SmolVLM" in setup  # says which model answers
+    lines = run.stream_text(run.cell_with("for question in QUESTIONS")).splitlines()
+    cached = [int(line.split("from cache")[1].split("|")[0]) for line in lines if "from cache" in line]
+    prompt = [int(line.split("prompt")[1].split("tokens")[0]) for line in lines if "from cache" in line]
+    assert len(cached) == 4 and cached[0] < prompt[0] - 60  # the first question computes the picture's rows
+    assert all(c > prompt[0] - 20 for c in cached[1:])  # later ones start past the picture, from the cache
+    assert lines[-1].startswith("vision encoder calls: 1 for 4 questions")
+    [tree] = [w for w in run.widgets(run.cell_with("tree = CacheTree")) if "cache" in w]  # (not a progress bar)
+    image_nodes = [n for n in tree["cache"]["nodes"] if n["num_image_tokens"]]
+    assert image_nodes  # the cache tree labels the nodes that hold image rows
+    [caption] = _programs(run, "Describe the picture in one sentence.")
+    assert _finished(caption)
+    [image] = [s for s in caption["states"][0]["segments"] if "thumbnail" in s]
+    assert image["thumbnail"].startswith("data:image/png;base64,") and image["num_tokens"] > 60
+    [watched] = _programs(run, "Where does the ball go?")
+    assert _finished(watched) and len([s for s in watched["states"][0]["segments"] if "thumbnail" in s]) == 4
+    assert run.stream_text(run.cell_with('["num_images"]')).startswith("4 frames went in as images")
+    assert run.seconds < 60

@@ -8,7 +8,8 @@ import time
 import httpx
 import pytest
 
-from tests.sampling_examples import without
+from sgnb.engine.sampling_params import CONSTRAINT_FIELDS
+from tests.sampling_examples import with_constraint
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +108,23 @@ def test_regex_constraint_runs_server_side(client):
     assert re.fullmatch(r"[0-9]{3}-[0-9]{4}", r.json()["text"])
 
 
+COLORS_EBNF = 'root ::= color ", " color ", " color\ncolor ::= "red" | "green" | "blue" | "yellow"'
+COLORS_LARK = 'start: color ", " color ", " color\ncolor: "red" | "green" | "blue" | "yellow"'
+
+
+@pytest.mark.parametrize("constraint", [{"ebnf": COLORS_EBNF}, {"lark": COLORS_LARK}], ids=["ebnf", "lark"])
+def test_grammar_constraint_runs_server_side(client, constraint):
+    import lark
+
+    r = client.post("/generate", json={"text": "Three colours:",
+                                       "sampling_params": {"max_new_tokens": 16, "temperature": 0, **constraint}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    lark.Lark(COLORS_LARK).parse(body["text"])
+    assert body["meta_info"]["constraint"]["kind"] == "grammar"
+    assert body["meta_info"]["constraint"]["is_complete"] is True
+
+
 def test_stream_sends_growing_text_then_done(client, engine):
     prompt = "Once upon a time"
     expected = engine.generate(prompt, dict(GREEDY))["text"]
@@ -156,6 +174,11 @@ def test_closing_a_stream_early_aborts_the_request(client, engine):
         ({"text": "x", "sampling_params": {"jump_forward": "x"}}, "jump_forward"),
         ({"text": "x", "sampling_params": {"sampling_seed": 2**70}}, "sampling_seed"),
         ({"text": "x", "stream": "yes"}, "'stream'"),
+        ({"text": "x", "sampling_params": {"ebnf": 'root ::= "a" (', "max_new_tokens": 4}}, "ebnf: invalid grammar"),
+        ({"text": "x", "sampling_params": {"lark": "start: item\nitem: item", "max_new_tokens": 4}},
+         "lark: no output can satisfy this grammar"),
+        ({"text": "x", "sampling_params": {"ebnf": COLORS_EBNF, "regex": "a"}}, "mutually exclusive"),
+        ({"text": "x", "sampling_params": {"lark": ["start: x"]}}, "lark must be"),
     ],
 )
 def test_bad_generate_requests_get_400_naming_the_problem(client, body, fragment):
@@ -164,9 +187,9 @@ def test_bad_generate_requests_get_400_naming_the_problem(client, body, fragment
     assert fragment in r.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("left_out", ["regex", "json_schema"])
-def test_generate_takes_every_engine_sampling_field(client, engine, left_out):
-    params = without(left_out)  # regex and json_schema exclude each other
+@pytest.mark.parametrize("constraint", CONSTRAINT_FIELDS)
+def test_generate_takes_every_engine_sampling_field(client, engine, constraint):
+    params = with_constraint(constraint)  # the constraint fields exclude each other
     r = client.post("/generate", json={"text": "Name a colour:", "sampling_params": params})
     assert r.status_code == 200, r.text
     assert 1 <= r.json()["meta_info"]["completion_tokens"] <= params["max_new_tokens"]

@@ -119,6 +119,26 @@ def test_chat_regex_extension_constrains_the_reply(client):
     assert completion.choices[0].message.content in ("yes", "no")
 
 
+COLORS_EBNF = 'root ::= color ", " color ", " color\ncolor ::= "red" | "green" | "blue" | "yellow"'
+COLORS_LARK = 'start: color ", " color ", " color\ncolor: "red" | "green" | "blue" | "yellow"'
+
+
+@pytest.mark.parametrize("extra_body", [
+    {"ebnf": COLORS_EBNF},                                                       # SGLang
+    {"grammar": COLORS_EBNF},                                                    # llama.cpp server
+    {"structured_outputs": {"grammar": COLORS_EBNF}},                            # vLLM
+    {"response_format": {"type": "grammar", "syntax": "lark", "definition": COLORS_LARK}},   # OpenAI's format
+], ids=["ebnf", "grammar", "structured_outputs", "response_format"])
+def test_chat_grammar_fields_constrain_the_reply(http, extra_body):
+    import lark
+
+    r = http.post("/v1/chat/completions", json={
+        "model": SERVED_MODEL_NAME, "messages": [{"role": "user", "content": "Name three colours."}],
+        "max_tokens": 16, "temperature": 0, **extra_body})
+    assert r.status_code == 200, r.text
+    lark.Lark(COLORS_LARK).parse(r.json()["choices"][0]["message"]["content"])
+
+
 def test_chat_can_continue_a_partial_assistant_message(client, engine):
     messages = [*MESSAGES, {"role": "assistant", "content": "Red, green"}]
     prompt = engine.tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
@@ -190,6 +210,10 @@ def test_unknown_model_is_404(client):
         ({"extra_body": {"top_k": 0}}, "top_k"),
         ({"stop": [""]}, "stop"),
         ({"response_format": {"type": "xml"}}, "response_format"),
+        ({"extra_body": {"ebnf": 'root ::= "a" ('}}, "ebnf: invalid grammar"),
+        ({"extra_body": {"ebnf": COLORS_EBNF, "regex": "a+"}}, "'regex' and 'ebnf' are mutually exclusive"),
+        ({"response_format": {"type": "grammar", "syntax": "lark", "definition": "start: x x\nx: x"}},
+         "no output can satisfy"),
     ],
 )
 def test_bad_chat_params_are_400_naming_the_parameter(client, kwargs, fragment):

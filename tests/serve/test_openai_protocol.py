@@ -56,6 +56,42 @@ def test_regex_extension_cannot_combine_with_json():
         proto.sampling_params_from_openai({"regex": "a+", "response_format": {"type": "json_object"}}, None)
 
 
+ARITH = 'root ::= num (("+" | "*") num)*\nnum ::= [0-9]+'
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ({"ebnf": ARITH}, {"ebnf": ARITH}),                                                    # SGLang
+    ({"lark": "start: /[0-9]+/"}, {"lark": "start: /[0-9]+/"}),                           # sgnb
+    ({"grammar": ARITH}, {"ebnf": ARITH}),                                                 # llama.cpp server
+    ({"guided_grammar": ARITH}, {"ebnf": ARITH}),                                          # vLLM, older name
+    ({"structured_outputs": {"grammar": ARITH}}, {"ebnf": ARITH}),                         # vLLM
+    ({"structured_outputs": {"regex": "a+"}}, {"regex": "a+"}),
+    ({"structured_outputs": {"json": {"type": "object"}}}, {"json_schema": '{"type": "object"}'}),
+    ({"response_format": {"type": "grammar", "grammar": ARITH}}, {"ebnf": ARITH}),         # Fireworks
+    ({"response_format": {"type": "grammar", "syntax": "lark", "definition": "start: /a+/"}},
+     {"lark": "start: /a+/"}),                                                             # OpenAI's grammar format
+    ({"response_format": {"type": "grammar", "grammar": {"syntax": "regex", "definition": "a+"}}}, {"regex": "a+"}),
+    ({"response_format": {"type": "grammar", "grammar": {"syntax": "gbnf", "definition": ARITH}}}, {"ebnf": ARITH}),
+])
+def test_grammar_fields_of_peer_servers_become_engine_constraints(body, expected):
+    assert proto.sampling_params_from_openai(body, None) == expected
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    ({"ebnf": ARITH, "regex": "a+"}, "'regex' and 'ebnf' are mutually exclusive"),
+    ({"grammar": ARITH, "response_format": {"type": "json_object"}}, "'response_format' and 'grammar' are mutually"),
+    ({"lark": ""}, "'lark' must be a non-empty string"),
+    ({"ebnf": ["root ::= x"]}, "'ebnf' must be a non-empty string"),
+    ({"structured_outputs": {"choice": ["a"]}}, "'structured_outputs' must be an object with one of the keys"),
+    ({"response_format": {"type": "grammar", "syntax": "peg", "definition": "x"}}, "'response_format.syntax'"),
+    ({"response_format": {"type": "grammar", "syntax": "lark"}}, "grammar 'definition' must be a non-empty string"),
+])
+def test_bad_or_conflicting_grammar_fields_name_the_field(body, fragment):
+    with pytest.raises(ValueError) as info:
+        proto.sampling_params_from_openai(body, None)
+    assert fragment in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [

@@ -50,6 +50,35 @@ def test_server_info_follows_a_running_request(server, engine):
     engine.check_integrity()
 
 
+def test_server_info_shows_the_tiered_cache_options_and_stats(server, smollm2_path, tmp_path):
+    from sgnb.engine import Engine
+    from sgnb.serve import ServerThread, create_app
+    from tests.conftest import make_tiny_model
+
+    off = _get(server, "/get_server_info").json()
+    assert off["enable_hierarchical_cache"] is False and off["hicache_storage_dir"] is None
+    assert "hicache" not in off["stats"]
+    storage = str(tmp_path / "kv")
+    tiered = Engine(str(make_tiny_model(tmp_path / "tiny", smollm2_path)), enable_hierarchical_cache=True,
+                    hicache_size=0.25, hicache_storage_dir=storage, hicache_storage_size=0.5)
+    with tiered, ServerThread(create_app(tiered)) as tiered_server:
+        r = httpx.post(tiered_server.url + "/generate", json={"text": PROMPT * 4, "sampling_params": GREEDY},
+                       timeout=120)
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 30
+        while (info := _get(tiered_server, "/get_server_info").json())["stats"]["hicache"]["pages_written"] == 0:
+            assert time.monotonic() < deadline, "the prompt's pages should be written to disk (in the background)"
+            time.sleep(0.05)
+        assert {k: info[k] for k in ("enable_hierarchical_cache", "hicache_size", "hicache_storage_dir",
+                                     "hicache_storage_size")} == {
+            "enable_hierarchical_cache": True, "hicache_size": 0.25, "hicache_storage_dir": storage,
+            "hicache_storage_size": 0.5}
+        hicache = info["stats"]["hicache"]
+        assert hicache["host_capacity_bytes"] == 2**28 and hicache["disk_capacity_bytes"] == 2**29
+        assert hicache["write_policy"] == "write_through"
+        tiered.check_integrity()
+
+
 def test_cache_snapshot_grows_after_a_request(server, engine):
     assert httpx.post(server.url + "/flush_cache", timeout=60).json()["success"]
     empty = _fresh_snapshot(server)

@@ -157,6 +157,55 @@ def test_static_and_rich_views_show_the_same_tree(engine):
     assert f"{len(rows)} nodes" in text and "Second branch" in text and "First branch" in text
 
 
+def test_without_tiers_every_node_is_in_the_pool_and_no_tier_parts_show(engine):
+    assert engine.flush_cache()
+    engine.generate(PROMPT_A, GREEDY)
+    tree = CacheTree(engine, live=False)
+    assert len(tree.cache["nodes"]) > 1 and {n["tier"] for n in tree.cache["nodes"]} == {"device"}
+    assert tree.cache["tiers"] is None and tree.cache["hicache"] is None
+    assert "host memory" not in tree.static_html() and 'data-tier="device"' in tree.static_html()
+
+
+TIER_PROMPTS = [" ".join([word] * 40) for word in ("apple", "river", "stone")]  # ~40 tokens each, no shared start
+
+
+def test_tiered_engine_shows_where_each_nodes_kv_sits_and_each_tiers_usage(smollm2_path, tmp_path):
+    from sgnb.engine import Engine
+    from tests.conftest import make_tiny_model
+
+    model = str(make_tiny_model(tmp_path / "tiny", smollm2_path))
+    # a pool of 96 tokens holds two of the prompts: the third evicts the first one to host memory
+    with Engine(model, max_total_tokens=96, enable_hierarchical_cache=True,
+                hicache_storage_dir=str(tmp_path / "kv")) as engine:
+        tree = CacheTree(engine, live=False)
+        assert tree.cache["tiers"]["host"]["used_bytes"] == 0 and {n["tier"] for n in tree.cache["nodes"]} == {
+            "device"}
+        for prompt in TIER_PROMPTS:
+            engine.generate(prompt, GREEDY)
+        assert tree.refresh()
+        c, stats = tree.cache, engine.stats()["hicache"]
+        [evicted] = [n for n in c["nodes"] if n["tier"] == "host"]
+        assert "apple" in evicted["text"] and evicted["parent"] == 0
+        assert {n["tier"] for n in c["nodes"] if "river" in n["text"] or "stone" in n["text"]} == {"device"}
+        host, disk = c["tiers"]["host"], c["tiers"]["disk"]
+        assert host["used_bytes"] == stats["host_used_bytes"] > 0 and host["capacity_bytes"] > host["used_bytes"]
+        assert host["usage"] == host["used_bytes"] / host["capacity_bytes"]
+        assert disk["used_bytes"] == stats["disk_used_bytes"] > 0  # the disk tier is written through
+        assert c["tiers"]["device"]["capacity"] == c["num_slots"] - 1  # slot 0 pads
+        assert c["hicache"]["pages_written"] >= evicted["num_tokens"] // 16
+        tree.selected_node = evicted["id"]  # a click on a node below the pool shows its text too
+        assert tree.selected_text.startswith(TIER_PROMPTS[0][:20])
+
+        html = tree.static_html()
+        assert html.count('data-tier="host"') == 1 and "host memory" in html and 'data-label="disk"' in html
+
+        engine.generate(TIER_PROMPTS[0], GREEDY)  # loaded back into the pool: a device node again
+        assert tree.refresh()
+        assert "host" not in {n["tier"] for n in tree.cache["nodes"] if "apple" in n["text"]}
+        assert tree.cache["hicache"]["hits_by_tier"]["host"] >= 32
+        engine.check_integrity()
+
+
 def test_bad_arguments_are_refused(engine):
     with pytest.raises(ValueError, match="needs an engine with snapshot"):
         CacheTree(object())

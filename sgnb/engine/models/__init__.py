@@ -9,6 +9,9 @@ _REGISTRY: dict[str, str] = {
     "MistralForCausalLM": "sgnb.engine.models.llama:LlamaForCausalLM",
     "Qwen2ForCausalLM": "sgnb.engine.models.llama:LlamaForCausalLM",
     "Qwen3ForCausalLM": "sgnb.engine.models.qwen3:Qwen3ForCausalLM",
+    "Idefics3ForConditionalGeneration": "sgnb.engine.models.idefics3:Idefics3ForConditionalGeneration",
+    "SmolVLMForConditionalGeneration": "sgnb.engine.models.idefics3:Idefics3ForConditionalGeneration",
+    "LlavaForConditionalGeneration": "sgnb.engine.models.llava:LlavaForConditionalGeneration",
 }
 
 

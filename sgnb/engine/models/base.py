@@ -14,6 +14,10 @@ module here plus one line in the registry (`sgnb.engine.models`). Its life in th
     model.build_buffers(device)                # tables it computes itself (RoPE cos/sin)
     model.bind_kernels(prepack)                # matmul per projection, derived norm weights
     logits = model(input_ids, positions, ctx, logit_rows)
+
+A vision-language model (`VisionLanguageModel`) also turns an image's pixels into rows of input embeddings
+(`encode_images`); the runner scatters them into the token embeddings (`embed_tokens`) at the image's
+placeholder positions and passes the result as `input_embeds`.
 """
 
 from __future__ import annotations
@@ -32,14 +36,17 @@ class CausalLM(nn.Module):
 
     # the config class `from_dict` builds for this family (a ModelConfig subclass may add fields)
     config_type: ClassVar[type[ModelConfig]] = ModelConfig
+    # whether the model takes images (a `VisionLanguageModel`)
+    is_multimodal: ClassVar[bool] = False
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: AttentionContext,
-                logit_rows: torch.Tensor | None = None) -> torch.Tensor:
-        """input_ids, positions: [num_tokens]; logit_rows: rows to project ([num_rows]), None = all.
+                logit_rows: torch.Tensor | None = None, input_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids, positions: [num_tokens]; logit_rows: rows to project ([num_rows]), None = all;
+        input_embeds: [num_tokens, hidden] used instead of the embeddings of input_ids when given.
 
         Every layer calls `ctx.attend(layer_id, q, k, v)` once. Returns fp32 logits [num_rows, vocab_size].
         """
@@ -62,4 +69,32 @@ class CausalLM(nn.Module):
     @property
     def lm_head_weight(self) -> torch.Tensor:
         """[vocab_size, hidden] weight of the output projection (the embedding itself when tied)."""
+        raise NotImplementedError
+
+
+class VisionLanguageModel(CausalLM):
+    """A `CausalLM` that also reads images: each image's placeholder tokens (`image_token_id` in the prompt)
+    become rows of image embeddings in its `input_embeds`.
+
+    Besides the `CausalLM` interface it has `image_token_id: int` (the placeholder token) and
+    `embed_tokens`, a callable `input_ids [num_tokens] -> [num_tokens, hidden]` (the token embedding).
+    """
+
+    is_multimodal: ClassVar[bool] = True
+    image_token_id: int
+    # HF checkpoint name prefix -> ours: a name is rewritten by the first prefix it starts with, then mapped by
+    # the text family's `checkpoint_name_map` (a family lists its text-model class after this one in its bases)
+    checkpoint_prefixes: ClassVar[dict[str, str]] = {}
+
+    def checkpoint_name_map(self, name: str) -> tuple[str, int | None] | None:
+        for hf, ours in self.checkpoint_prefixes.items():
+            if name.startswith(hf):
+                name = ours + name.removeprefix(hf)
+                break
+        return super().checkpoint_name_map(name)
+
+    def encode_images(self, pixel_values: torch.Tensor, **extras: torch.Tensor) -> torch.Tensor:
+        """One image's preprocessed pixels ([num_crops, channels, height, width], the family's processor
+        output for that image; `extras` its other tensors, e.g. Idefics3's `pixel_attention_mask`) ->
+        its embedding rows [num_image_tokens, hidden], in the order its placeholder rows appear in the prompt."""
         raise NotImplementedError

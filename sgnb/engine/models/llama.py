@@ -170,12 +170,12 @@ class LlamaForCausalLM(CausalLM):
         self.logits_run = make_linear(self.lm_head_weight, None, prepack)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: AttentionContext,
-                logit_rows: torch.Tensor | None = None) -> torch.Tensor:
-        """input_ids, positions: [num_tokens]; logit_rows: rows to project ([num_rows]), None = all.
-
-        Returns fp32 logits [num_rows, vocab_size].
+                logit_rows: torch.Tensor | None = None, input_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids, positions: [num_tokens]; logit_rows: rows to project ([num_rows]), None = all;
+        input_embeds: [num_tokens, hidden] instead of the embeddings of input_ids (a vision-language model's
+        image rows). Returns fp32 logits [num_rows, vocab_size].
         """
-        x = self.embed_tokens(input_ids)                       # [num_tokens, hidden]
+        x = self.embed_tokens(input_ids) if input_embeds is None else input_embeds   # [num_tokens, hidden]
         rope = self.rotary(positions, x.dtype)
         for layer in self.layers:
             x = layer.forward(x, rope, ctx)

@@ -176,7 +176,7 @@ class ChatSpecTurn:
             if partial:  # an empty assistant message is just the generation prompt: send ctx as is
                 messages = [*ctx.messages, {"role": "assistant", "content": partial}]
                 sub_ctx = GenContext(text=ctx.text + partial, messages=messages, images=ctx.images,
-                                     videos=ctx.videos, state_id=ctx.state_id, cur_role="assistant")
+                                     state_id=ctx.state_id, cur_role="assistant")
             try:
                 value, _meta = backend.generate(sub_ctx, self.specs[piece.name])
             except UnsupportedFeatureError as exc:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, fields, make_dataclass
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator
 
-from sgnb.engine.sampling_params import SAMPLING_FIELDS, check_value
+from sgnb.engine.sampling_params import CONSTRAINT_FIELDS, SAMPLING_FIELDS, check_value
 from sgnb.lang.backends.errors import UnsupportedFeatureError
 
 if TYPE_CHECKING:
@@ -54,8 +54,8 @@ class GenContext:
     messages:   finished chat messages `[{"role", "content"}]`; when a role is open, its partial content is the
                 last entry. Chat backends send these. Image parts appear as `{"type": "image_url", ...}` items
                 when the message carries images (OpenAI content-part form); otherwise `content` is a str.
-    images:     images referenced in `text`, in order, as given to `sgl.image` (path, URL, bytes or base64 str).
-    videos:     `(path, num_frames)` pairs for `sgl.video`.
+    images:     the images whose placeholders (`ChatTemplate.image_token`) sit in `text`, in order, as given to
+                `sgl.image` (path, URL, bytes, base64 str or PIL image); an `sgl.video` adds its sampled frames.
     state_id:   id of the program state issuing the call (useful for logs and request ids).
     cur_role:   the open role ("system"/"user"/"assistant") or None.
     """
@@ -63,7 +63,6 @@ class GenContext:
     text: str
     messages: list[dict] = field(default_factory=list)
     images: list[Any] = field(default_factory=list)
-    videos: list[tuple[Any, int]] = field(default_factory=list)
     state_id: str = ""
     cur_role: str | None = None
 
@@ -87,9 +86,9 @@ class _SamplingSpecBase:
         self.top_logprobs_num = self.top_logprobs_num or 0
         if not isinstance(self.top_logprobs_num, int) or self.top_logprobs_num < 0:
             raise ValueError(f"top_logprobs_num must be an integer >= 0, got {self.top_logprobs_num!r}")
-        num_constraints = sum(x is not None for x in (self.regex, self.json_schema, self.dtype, self.choices))
-        if num_constraints > 1:
-            raise ValueError("gen accepts at most one of regex, json_schema, dtype, choices")
+        constraints = (*CONSTRAINT_FIELDS, "dtype", "choices")
+        if sum(getattr(self, name) is not None for name in constraints) > 1:
+            raise ValueError(f"gen accepts at most one of {', '.join(constraints)}")
         if self.choices is not None and len(self.choices) == 0:
             raise ValueError("gen(choices=...) needs at least one choice")
         if self.dtype is not None and dtype_name(self.dtype) is None:
@@ -217,9 +216,9 @@ class Backend(ABC):
     ) -> SelectResult:
         """Pick one of `choices` as the continuation of `ctx` (see `sgnb.lang.choices`)."""
 
-    def cache_prefix(self, text: str) -> None:
-        """Commit `text` into the provider's prefix cache (before forks, and a batch's shared prefix).
-        Providers without a controllable cache do nothing."""
+    def cache_prefix(self, text: str, images: Sequence[Any] = ()) -> None:
+        """Commit `text` (with the `images` whose placeholders it holds) into the provider's prefix cache
+        (before forks, and a batch's shared prefix). Providers without a controllable cache do nothing."""
 
     def flush_cache(self) -> None:
         """Drop the provider's prefix cache, when it has one."""

@@ -4,6 +4,8 @@
   engine; dtype and choices become a regex first).
 - `select` scores every `prompt + choice` with one batched `Engine.score` call (input-token logprobs).
 - `cache_prefix` runs a prefill-only request, so the prefix lands in the radix cache.
+- Images (`ctx.images`, video frames included) go to the engine as `image_data`, in order; the state text holds
+  the model's placeholder (`engine.image_token`, as the chat template writes it) where each one sits.
 - Every request made for a program state carries a request id `sgl-<state id>-<n>`, so `abort(state_ids)`
   (Ctrl-C, `sgnb.lang.interrupt`) aborts exactly that program's running requests and refuses its new ones.
   Prefix commits (`cache_prefix`) have no state: they are single prefills that finish on their own.
@@ -16,6 +18,7 @@ import itertools
 import threading
 import time
 from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, Collection, Iterator
 
 from sgnb.lang.backends.base import (
@@ -66,7 +69,8 @@ class EngineBackend(Backend):
 
     def get_chat_template(self) -> ChatTemplate:
         if self._chat_template is None:
-            self._chat_template = ChatTemplate.from_hf_tokenizer(self.tokenizer, name=self.get_model_name())
+            self._chat_template = ChatTemplate.from_hf_tokenizer(
+                self.tokenizer, name=self.get_model_name(), image_token=self._image_token())
         return self._chat_template
 
     def get_usage(self) -> dict[str, int]:
@@ -80,15 +84,27 @@ class EngineBackend(Backend):
             self._usage["completion_tokens"] += int(meta.get("completion_tokens", 0) or 0)
             self._usage["cached_tokens"] += int(meta.get("cached_tokens", 0) or 0)
 
+    def _image_token(self) -> str | None:
+        """The model's image placeholder text; None for a text-only model."""
+        return getattr(self.engine, "image_token", None)
+
     def _check(self, ctx: GenContext) -> None:
         if self._is_shut_down:
             raise BackendError(f"engine backend for {self.get_model_name()} was shut down")
-        if ctx.images or ctx.videos:
+        self._image_args(ctx.images)
+        if not ctx.text:
+            raise ValueError("cannot generate from an empty prompt: append some text before gen/select")
+
+    def _image_args(self, images: list[Any], num_prompts: int | None = None) -> dict[str, Any]:
+        """`image_data` for one prompt (`num_prompts` None) or for each of `num_prompts` equal prompts; {} when
+        there are no images. A text-only model refuses them."""
+        if not images:
+            return {}
+        if self._image_token() is None:
             raise UnsupportedFeatureError(
                 f"model {self.get_model_name()} is text-only: it cannot take images or videos"
             )
-        if not ctx.text:
-            raise ValueError("cannot generate from an empty prompt: append some text before gen/select")
+        return {"image_data": list(images) if num_prompts is None else [list(images)] * num_prompts}
 
     @staticmethod
     def _raise_if_aborted(result: dict) -> None:
@@ -143,17 +159,18 @@ class EngineBackend(Backend):
     def generate(self, ctx: GenContext, params: SamplingSpec) -> tuple[str | list[str], dict]:
         self._check(ctx)
         if params.max_new_tokens == 0:
-            self.cache_prefix(ctx.text)
+            self.cache_prefix(ctx.text, ctx.images)
             return ("", {"completion_tokens": 0}) if params.n == 1 else ([""] * params.n, {"choices": []})
         sampling = params.to_engine_params()
         args = self._request_args(params)
         try:
             with self._requests(ctx, params.n) as rids:
                 if params.n == 1:
-                    result = self.engine.generate(prompt=ctx.text, sampling_params=sampling, rid=rids[0], **args)
+                    result = self.engine.generate(prompt=ctx.text, sampling_params=sampling, rid=rids[0], **args,
+                                                  **self._image_args(ctx.images))
                 else:
                     result = self.engine.generate(prompt=[ctx.text] * params.n, sampling_params=[sampling] * params.n,
-                                                  rid=rids, **args)
+                                                  rid=rids, **args, **self._image_args(ctx.images, params.n))
         except (BackendError, ValueError):
             raise
         except Exception as exc:  # noqa: BLE001 - EngineError and friends, named
@@ -176,7 +193,8 @@ class EngineBackend(Backend):
         try:
             with self._requests(ctx, 1) as rids:
                 for delta in self.engine.generate(
-                    prompt=ctx.text, sampling_params=sampling, stream=True, rid=rids[0], **self._request_args(params)
+                    prompt=ctx.text, sampling_params=sampling, stream=True, rid=rids[0], **self._request_args(params),
+                    **self._image_args(ctx.images),
                 ):
                     meta = dict(delta.get("meta_info") or {})
                     reason = meta.get("finish_reason") or {}
@@ -207,8 +225,12 @@ class EngineBackend(Backend):
             starts.append(start)
             choice_ids.append(ids[start:] if start >= 1 else ids)
         try:
-            with self._requests(ctx, len(choices)) as rids:
-                results = self.engine.score(input_ids=full_ids, logprob_start_len=starts, rid=rids)
+            with self._requests(ctx, len(choices) + bool(ctx.images)) as rids:
+                if ctx.images:  # the engine counts positions after expanding each placeholder into image rows
+                    shift = self._num_image_rows(prompt_ids, ctx.images, rids[-1])
+                    starts = [start + shift for start in starts]
+                results = self.engine.score(input_ids=full_ids, logprob_start_len=starts, rid=rids[:len(choices)],
+                                            **self._image_args(ctx.images, len(choices)))
             unconditional = None
             if choices_method.requires_unconditional_logprobs:
                 # the choice on its own, after a neutral start (BOS when the model has one, else a newline)
@@ -233,15 +255,24 @@ class EngineBackend(Backend):
         decision.meta_info["cached_tokens"] = [r["meta_info"].get("cached_tokens", 0) for r in results]
         return decision
 
+    def _num_image_rows(self, prompt_ids: list[int], images: list[Any], rid: str) -> int:
+        """How many positions the engine adds to `prompt_ids` when it expands the image placeholders; scoring the
+        prompt alone tells it, and caches the prompt (images included) for the choices that follow."""
+        result = self.engine.score(input_ids=prompt_ids, logprob_start_len=len(prompt_ids) - 1, rid=rid,
+                                   **self._image_args(images))
+        self._raise_if_aborted(result)
+        self._account(result["meta_info"])
+        return int(result["meta_info"]["prompt_tokens"]) - len(prompt_ids)
+
     # ---------------------------------------------------------------- cache
-    def cache_prefix(self, text: str) -> None:
+    def cache_prefix(self, text: str, images: Sequence[Any] = ()) -> None:
         if not text or self._is_shut_down:
             return
         ids = self.tokenizer.encode(text)
         if not ids:
             return
-        # prefill only; ask for the logprob of the last token alone to keep the projection tiny
-        result = self.engine.score(input_ids=ids, logprob_start_len=len(ids) - 1)
+        # prefill only; ask for the logprobs from the last text token on to keep the projection small
+        result = self.engine.score(input_ids=ids, logprob_start_len=len(ids) - 1, **self._image_args(list(images)))
         self._raise_if_aborted(result)
         self._account(result["meta_info"])
 

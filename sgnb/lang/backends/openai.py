@@ -1,12 +1,15 @@
 """`OpenAI(model)`: a backend for OpenAI-compatible APIs (OpenAI, vLLM, SGLang, llama.cpp server, `sgnb serve`).
 
 Chat models get `ctx.messages` on `/chat/completions`; completion models get `ctx.text` on `/completions`.
+A message with images (`sgl.image`, or the frames of `sgl.video`) carries them as `image_url` content parts
+(data URLs) between its text parts, the placeholder text left out; a completion model refuses images.
 Talks HTTP with httpx (the `openai` package is not needed). Every call's token usage is added to
 `backend.token_usage` (`prompt_tokens`, `completion_tokens`, `num_calls`).
 
 What an API cannot do is a clear `UnsupportedFeatureError`:
 - regex / dtype / choices constraints (unless `regex_field=` names the server's extension, e.g. "regex"
-  for SGLang and `sgnb serve`); `json_schema` is sent as the standard `response_format`;
+  for SGLang and `sgnb serve`); `json_schema` is sent as the standard `response_format`; grammars go only
+  to such a server (`regex_field` set), as SGLang's `ebnf` field or `sgnb serve`'s `lark`;
 - `select` on a chat model (chat APIs do not return the prompt's token logprobs). On a completion model it
   scores the choices with one `echo` + `logprobs` + `max_tokens=0` request, which vLLM, SGLang and
   `sgnb serve` answer; a server that refuses gets its own message quoted.
@@ -20,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 from urllib.parse import urlparse
 
-from sgnb.engine.sampling_params import SAMPLING_FIELDS
+from sgnb.engine.sampling_params import CONSTRAINT_FIELDS, SAMPLING_FIELDS
 from sgnb.lang.backends.base import (
     Backend,
     common_prefix_len,
@@ -70,7 +73,7 @@ class OpenAI(Backend):
     chat_template:  how roles are written into the state text (a `ChatTemplate` or a built-in name). It is
                     what a completion model sees, so give the model's own (e.g. "chatml" for SmolLM2).
     regex_field:    the request field of the server's regex extension ("regex" for SGLang and `sgnb serve`);
-                    None: regex, dtype and choices gens raise `UnsupportedFeatureError`.
+                    None: regex, dtype, choices and grammar (ebnf, lark) gens raise `UnsupportedFeatureError`.
     can_continue_final_message: the server accepts vLLM/SGLang's `continue_final_message` (needed to
                     continue a partial assistant message); default: any server but api.openai.com.
     """
@@ -133,8 +136,6 @@ class OpenAI(Backend):
     def _body(self, ctx: GenContext, params: SamplingSpec) -> dict[str, Any]:
         if not ctx.text and not ctx.messages:
             raise ValueError("cannot generate from an empty prompt: append some text before gen")
-        if ctx.videos:
-            raise UnsupportedFeatureError(f"{self._where()}: videos are not supported by OpenAI-compatible APIs")
         body: dict[str, Any] = {"model": self.model_name}
         if self.is_chat_model:
             if not ctx.messages:
@@ -155,19 +156,22 @@ class OpenAI(Backend):
         # the constraints follow below
         for f in SAMPLING_FIELDS:
             value = getattr(params, f.name)
-            if f.openai_name is not None and f.name not in ("regex", "json_schema") and (
+            if f.openai_name is not None and f.name not in CONSTRAINT_FIELDS and (
                     f.name in _ALWAYS_SENT or value != f.default):
                 body[f.openai_name] = value
         if params.n != 1:
             body["n"] = params.n
-        constraint = next((name for name in ("regex", "dtype", "choices") if getattr(params, name) is not None), None)
-        if constraint is not None:
-            if self.regex_field is None:
-                raise UnsupportedFeatureError(
-                    f"{self._where()}: the OpenAI API cannot constrain a gen by {constraint}. Use RuntimeEndpoint "
-                    "or the in-process engine, or OpenAI(..., regex_field='regex') for a server with "
-                    "SGLang's regex extension (SGLang, sgnb serve)"
-                )
+        constraint = next((name for name in ("regex", "dtype", "choices", "ebnf", "lark")
+                           if getattr(params, name) is not None), None)
+        if constraint is not None and self.regex_field is None:
+            raise UnsupportedFeatureError(
+                f"{self._where()}: the OpenAI API cannot constrain a gen by {constraint}. Use RuntimeEndpoint "
+                "or the in-process engine, or OpenAI(..., regex_field='regex') for a server with "
+                "SGLang's regex extension (SGLang, sgnb serve)"
+            )
+        if constraint in ("ebnf", "lark"):   # SGLang's field, and sgnb serve's for Lark
+            body[constraint] = getattr(params, constraint)
+        elif constraint is not None:
             body[self.regex_field] = params.constraint_regex()
         if params.json_schema is not None:
             import json

@@ -8,13 +8,15 @@
   choice is scored as part of the choice).
 - The chat template comes from the server's `/get_model_info` (`chat_template`, which `sgnb serve` sends),
   or from `chat_template=` (a `ChatTemplate` or a built-in name such as "chatml").
+- Images travel as `image_data` (data URLs, one list per prompt); the text holds the server's placeholder
+  (`image_token` of `/get_model_info`, which `sgnb serve` sends; else "<image>") where each one sits.
 """
 
 from __future__ import annotations
 
-import base64
 import threading
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Iterator
 
 from sgnb.lang.backends.base import (
@@ -29,16 +31,12 @@ from sgnb.lang.backends.http_json import JSONClient
 from sgnb.lang.chat_template import DEFAULT_TEMPLATE, ChatTemplate, get_chat_template
 from sgnb.lang.choices import ChoicesMethod
 from sgnb.lang.errors import ChatTemplateError
+from sgnb.lang.image_url import image_url
 
 
-def _image_data(image: Any) -> str:
-    """SGLang's `image_data` entry: a URL or data URL as is, a local file or bytes as base64."""
-    if isinstance(image, (bytes, bytearray)):
-        return base64.b64encode(bytes(image)).decode()
-    text = str(image)
-    if text.startswith(("http://", "https://", "data:")) or not Path(text).exists():
-        return text
-    return base64.b64encode(Path(text).read_bytes()).decode()
+def _image_data(images: Sequence[Any]) -> list[str]:
+    """One prompt's `image_data`: each image as a URL (files, bytes and PIL images become data URLs)."""
+    return [image_url(x) for x in images]
 
 
 class RuntimeEndpoint(Backend):
@@ -76,16 +74,17 @@ class RuntimeEndpoint(Backend):
 
     def _template_from_server(self) -> ChatTemplate:
         jinja = self.model_info.get("chat_template")
+        image_token = self.model_info.get("image_token")
         if jinja:
             tokens = {k: v for k in ("bos_token", "eos_token") if (v := self.model_info.get(k))}
             try:
-                return ChatTemplate.from_jinja(jinja, name=self.get_model_name(), **tokens)
+                return ChatTemplate.from_jinja(jinja, name=self.get_model_name(), image_token=image_token, **tokens)
             except (ChatTemplateError, Exception):  # noqa: BLE001 - fall back to a guess below
                 pass
         path = str(self.model_info.get("model_path", "")).lower()
-        if any(k in path for k in ("qwen", "smollm", "chatml", "hermes")):
-            return get_chat_template("chatml")
-        return DEFAULT_TEMPLATE
+        template = get_chat_template("chatml") if any(k in path for k in ("qwen", "smollm", "chatml", "hermes")) \
+            else DEFAULT_TEMPLATE
+        return replace(template, image_token=image_token) if image_token else template
 
     def get_usage(self) -> dict[str, int]:
         with self._lock:
@@ -109,8 +108,6 @@ class RuntimeEndpoint(Backend):
     def _gen_body(self, ctx: GenContext, params: SamplingSpec) -> dict[str, Any]:
         if not ctx.text:
             raise ValueError("cannot generate from an empty prompt: append some text before gen/select")
-        if ctx.videos:
-            raise UnsupportedFeatureError(f"RuntimeEndpoint({self.base_url}): videos are not supported")
         body: dict[str, Any] = {
             "text": ctx.text if params.n == 1 else [ctx.text] * params.n,
             "sampling_params": params.to_engine_params(),
@@ -123,13 +120,13 @@ class RuntimeEndpoint(Backend):
             if params.top_logprobs_num:
                 body["top_logprobs_num"] = params.top_logprobs_num
         if ctx.images:
-            data = [_image_data(x) for x in ctx.images]
-            body["image_data"] = data[0] if len(data) == 1 else data
+            data = _image_data(ctx.images)
+            body["image_data"] = data if params.n == 1 else [data] * params.n
         return body
 
     def generate(self, ctx: GenContext, params: SamplingSpec) -> tuple[str | list[str], dict]:
         if params.max_new_tokens == 0:
-            self.cache_prefix(ctx.text)
+            self.cache_prefix(ctx.text, ctx.images)
             return ("", {"completion_tokens": 0}) if params.n == 1 else ([""] * params.n, {"choices": []})
         return generate_answer(self._generate(self._gen_body(ctx, params)), self._finish)
 
@@ -163,8 +160,11 @@ class RuntimeEndpoint(Backend):
             raise ValueError("select needs at least one choice")
         if not ctx.text:
             raise ValueError("cannot select from an empty prompt: append some text before select")
-        # 1. The prompt alone, prefill only: caches the shared prefix and tells its token count.
-        prefix = self._generate({"text": ctx.text, "sampling_params": {"max_new_tokens": 0}})
+        # 1. The prompt alone, prefill only: caches the shared prefix and tells its token count (image rows
+        #    included, as the server counts positions).
+        images = _image_data(ctx.images)
+        prefix = self._generate({"text": ctx.text, "sampling_params": {"max_new_tokens": 0},
+                                 **({"image_data": images} if images else {})})
         self._account(prefix["meta_info"])
         prompt_len = int(prefix["meta_info"]["prompt_tokens"])
         start = max(prompt_len - 1, 0)
@@ -174,6 +174,7 @@ class RuntimeEndpoint(Backend):
         results = self._generate({
             "text": texts, "sampling_params": {"max_new_tokens": 0}, "return_logprob": True,
             "return_text_in_logprobs": True, "logprob_start_len": start,
+            **({"image_data": [images] * len(texts)} if images else {}),
         })
         for r in results:
             self._check_finished(r)
@@ -211,10 +212,13 @@ class RuntimeEndpoint(Backend):
         return [[list(e) for e in r["meta_info"]["input_token_logprobs"]] for r in results]
 
     # ---------------------------------------------------------------- cache
-    def cache_prefix(self, text: str) -> None:
+    def cache_prefix(self, text: str, images: Sequence[Any] = ()) -> None:
         if not text:
             return
-        result = self._generate({"text": text, "sampling_params": {"max_new_tokens": 0}})
+        body: dict[str, Any] = {"text": text, "sampling_params": {"max_new_tokens": 0}}
+        if images:
+            body["image_data"] = _image_data(images)
+        result = self._generate(body)
         self._account(result["meta_info"])
 
     def flush_cache(self) -> bool:

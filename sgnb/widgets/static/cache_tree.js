@@ -1,4 +1,5 @@
-// sgnb CacheTree: gauges, the radix tree (click a node for its full text), details. Data: the `cache` trait,
+// sgnb CacheTree: gauges, the radix tree (click a node for its full text), details. With the tiered cache on,
+// each node is tagged and coloured by where its KV sits, and each tier has a gauge. Data: the `cache` trait,
 // built in Python by sgnb/widgets/cache_data.py; `source` names the engine or server, `error` is the server's
 // last failure ("" once it answers again). No imports: this file is loaded as a standalone ESM.
 
@@ -15,11 +16,34 @@ function h(tag, attrs = {}, ...children) {
   return node;
 }
 
-function gauge(label, fraction, caption) {
+// Where a node's KV sits, with the tiered cache on (`tier` of each node, `tiers` of the cache).
+const TIER_LABELS = { device: "pool", host: "host memory", disk: "disk" };
+
+function gauge(label, fraction, caption, tier) {
   const pct = Math.max(0, Math.min(1, fraction || 0)) * 100;
-  return h("div", { class: "sgnb-gauge", "data-label": label, "data-value": (fraction || 0).toFixed(4) },
+  return h("div", {
+    class: "sgnb-gauge", "data-label": label, "data-value": (fraction || 0).toFixed(4), "data-tier": tier },
     h("div", { text: `${label}: ${caption}` }),
     h("div", { class: "sgnb-bar" }, h("div", { class: "sgnb-fill", style: `width:${pct.toFixed(1)}%` })));
+}
+
+const megabytes = (bytes) => (bytes / 2 ** 20).toFixed(bytes < 2 ** 20 ? 2 : 0);
+
+// The tiered cache's parts of the header: a legend, a gauge per lower tier, hits by tier, pages moved.
+function tierHeader(tiers, hicache) {
+  const legend = h("span", { class: "sgnb-ct-legend" }, ...Object.entries(TIER_LABELS).map(([tier, label]) =>
+    h("span", { class: "sgnb-ct-tier", "data-tier": tier, text: label })));
+  const gauges = ["host", "disk"].filter((tier) => tiers[tier]).map((tier) => gauge(TIER_LABELS[tier],
+    tiers[tier].usage, `${megabytes(tiers[tier].used_bytes)}/${megabytes(tiers[tier].capacity_bytes)} MB`, tier));
+  const chips = [];
+  if (hicache) {
+    const hits = hicache.hits_by_tier || {};
+    chips.push(h("span", { class: "sgnb-chip sgnb-ct-tier-hits",
+      text: `hit tokens by tier: pool ${hits.device || 0} · host ${hits.host || 0} · disk ${hits.disk || 0}` }));
+    chips.push(h("span", { class: "sgnb-chip", text: `pages ${hicache.pages_written} written · ` +
+      `${hicache.pages_loaded} loaded · ${hicache.pages_dropped} dropped (${hicache.write_policy})` }));
+  }
+  return [legend, ...gauges, ...chips];
 }
 
 function render({ model, el }) {
@@ -38,7 +62,8 @@ function render({ model, el }) {
       h("span", { class: "sgnb-chip sgnb-ct-source", text: model.get("source") }),
       ...(error ? [h("span", { class: "sgnb-chip sgnb-ct-error", style: "color:#b00020;white-space:normal",
         text: `⚠ ${error}` })] : []),
-      gauge("pool usage", c.pool_usage, `${used}/${c.num_slots || 0} slots`),
+      gauge("pool usage", c.pool_usage, `${used}/${c.num_slots || 0} slots`, c.tiers ? "device" : undefined),
+      ...(c.tiers ? tierHeader(c.tiers, c.hicache) : []),
       gauge("hit rate", c.hit_rate, `${((c.hit_rate || 0) * 100).toFixed(1)}%`),
       h("span", { class: "sgnb-chip", "data-kind": "cache",
         text: `${c.cached_tokens || 0} cached tok (${c.evictable_tokens || 0} evictable, ${c.protected_tokens || 0} locked)` }),
@@ -62,16 +87,19 @@ function render({ model, el }) {
     const visit = (n, depth) => {
       const isRoot = n.parent === null;
       const badges = isRoot ? [] : [`${n.num_tokens} tok`, `hits ${n.hit_count}`];
+      if (n.num_image_tokens) badges.unshift(`image: ${n.num_image_tokens} tok`);
       if (n.lock_ref > 0) badges.push(`🔒${n.lock_ref}`);
       else if (n.lru_rank !== null && n.lru_rank !== undefined) badges.push(`evict #${n.lru_rank}`);
       const row = h("div", {
         class: "sgnb-ct-node", "data-node": n.id, "data-tokens": n.num_tokens, "data-hits": n.hit_count,
         "data-lock": n.lock_ref, "data-locked": n.lock_ref > 0, "data-selected": n.id === selected,
-        style: `padding-left:${4 + 16 * depth}px`,
+        "data-tier": n.tier, "data-image-tokens": n.num_image_tokens || 0, style: `padding-left:${4 + 16 * depth}px`,
         title: isRoot ? "root" : `node ${n.id}: ${n.num_tokens} tokens, depth ${n.depth_tokens} tokens, ` +
-          `${n.hit_count} hits, lock_ref ${n.lock_ref}, last access ${n.last_access}`,
+          `${n.hit_count} hits, lock_ref ${n.lock_ref}, last access ${n.last_access}` +
+          (c.tiers ? `, KV in ${TIER_LABELS[n.tier]}` : ""),
         onclick: () => { model.set("selected_node", n.id); model.save_changes(); },
       },
+      c.tiers && !isRoot ? h("span", { class: "sgnb-ct-tier", "data-tier": n.tier, text: TIER_LABELS[n.tier] }) : null,
       isRoot ? null : h("span", { class: "sgnb-ct-size",
         style: `width:${Math.max(2, Math.round(40 * n.num_tokens / maxTokens))}px` }),
       h("span", { class: "sgnb-ct-text", text: isRoot ? "root" : JSON.stringify(n.text) }),

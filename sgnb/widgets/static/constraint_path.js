@@ -22,24 +22,26 @@ function render({ model, el }) {
     const steps = t.steps || [];
     el.dataset.numSteps = String(steps.length);
     el.dataset.numForced = String(t.num_forced || 0);
+    el.dataset.kind = t.kind || "fsm";
+    const stateLabel = t.state_label || "FSM state";
     const title = model.get("title");
     const header = h("div", { class: "sgnb-header" },
       title ? h("span", { class: "sgnb-title", text: title }) : null,
       h("span", { class: "sgnb-chip", "data-kind": "generated", text: `${steps.length - (t.num_forced || 0)} sampled` }),
       h("span", { class: "sgnb-chip", "data-kind": "forced", text: `${t.num_forced || 0} forced by jump-forward` }),
-      h("span", { class: "sgnb-chip", text: `${t.num_states || 0} FSM states` }));
+      h("span", { class: "sgnb-chip", text: t.summary || "" }));
     // one span per token, so hovering a table row can highlight its token
     const tokenEls = [];
     const strip = h("div", { class: "sgnb-cp-strip" });
     for (const step of steps) {
       const tok = h("span", { class: "sgnb-tok", "data-kind": step.forced ? "forced" : "generated",
-        "data-step": step.index, title: `step ${step.index} · state ${step.state} · ${step.num_allowed} allowed` });
+        "data-step": step.index, title: `step ${step.index} · ${stateLabel} ${step.state} · ${step.num_allowed} allowed` });
       tok.textContent = step.token;
       tokenEls.push(tok);
       strip.append(tok);
     }
     const table = h("table", { class: "sgnb-cp-table" },
-      h("tr", {}, ...["#", "FSM state", "allowed", "token", "masked top alternatives"].map((x) => h("th", { text: x }))));
+      h("tr", {}, ...["#", stateLabel, "allowed", "token", "masked top alternatives"].map((x) => h("th", { text: x }))));
     for (const step of steps) {
       const masked = (step.masked_top || []).map(([tok, lp]) => `${JSON.stringify(tok)} ${lp.toFixed(2)}`).join(", ");
       const row = h("tr", { class: "sgnb-step", "data-forced": step.forced,

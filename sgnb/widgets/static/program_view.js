@@ -25,7 +25,7 @@ function short(value, limit = 80) {
 }
 
 function tokenTip(seg) {
-  const lines = [KIND_LABEL[seg.kind] || seg.kind];
+  const lines = [(seg.thumbnail !== undefined ? "image · " : "") + (KIND_LABEL[seg.kind] || seg.kind)];
   if (seg.num_tokens) lines[0] += ` · ${seg.num_tokens} token${seg.num_tokens === 1 ? "" : "s"}`;
   if (seg.approximate) lines.push("cache boundary estimated");
   if (seg.var) lines.push(`variable ${seg.var}${seg.streaming ? " (streaming)" : ""}`);
@@ -102,7 +102,10 @@ function render({ model, el }) {
         "data-has-logprob": seg.logprob !== undefined && seg.logprob !== null });
       let piece = state.text.slice(Math.max(seg.start, since), seg.end);
       if (since > 0 && seg.start <= since) piece = piece.replace(/^\n/, "");  // a fork block starts on its own line
-      tok.textContent = piece;
+      if (seg.thumbnail !== undefined) {  // an image: its thumbnail in place of the placeholder text
+        tok.dataset.image = "true";
+        tok.append(seg.thumbnail ? h("img", { class: "sgnb-img", src: seg.thumbnail, alt: piece }) : "[image]");
+      } else tok.textContent = piece;
       tok.addEventListener("mousemove", (e) => { e.stopPropagation(); showTip(e, tokenTip(seg)); });
       const index = seg.span ?? null;
       const streaming = !!seg.streaming;

@@ -1,0 +1,52 @@
+"""Fixtures of the engine tests: tiny random-weight vision-language model folders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_folder(tmp_path_factory) -> Callable[[str], Path]:
+    """family ("idefics3" or "llava") -> a `build_tiny_vlm` folder of it, built once per session."""
+    from sgnb.engine.multimodal.tiny_vlm import build_tiny_vlm
+
+    built: dict[str, Path] = {}
+
+    def folder(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny_vlm(tmp_path_factory.mktemp(f"tiny-{family}"), family)
+        return built[family]
+
+    return folder
+
+
+@pytest.fixture
+def processor_folder(tiny_vlm_folder, tmp_path) -> Callable[..., Path]:
+    """(family, is_legacy_layout=False, **settings) -> a folder with the tiny model's config and tokenizer and
+    its processor config changed by `settings` (image-processor keys, or the processor's own where it has
+    them); the legacy layout keeps the image processor in `preprocessor_config.json`, as older folders do."""
+    import json
+    import shutil
+
+    def folder(family: str, is_legacy_layout: bool = False, **settings) -> Path:
+        source = tiny_vlm_folder(family)
+        target = tmp_path / f"{family}-{len(list(tmp_path.iterdir()))}"
+        target.mkdir()
+        for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+            if (source / name).exists():
+                shutil.copy(source / name, target / name)
+        processor = json.loads((source / "processor_config.json").read_text())
+        image_processor = processor.pop("image_processor")
+        for key, value in settings.items():
+            (processor if key in processor else image_processor)[key] = value
+        if is_legacy_layout:
+            (target / "preprocessor_config.json").write_text(json.dumps(image_processor))
+        else:
+            processor["image_processor"] = image_processor
+        (target / "processor_config.json").write_text(json.dumps(processor))
+        return target
+
+    return folder
