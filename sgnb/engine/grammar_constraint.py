@@ -158,7 +158,7 @@ def _compile(name: str, grammar: str, lark: str | None, entry: _TokenizerEntry) 
 
 def _unpack(bitmask: bytes, size: int) -> np.ndarray:
     """llguidance's bitmask (bit i of little-endian word w: token 32 w + i) -> [size] bool."""
-    return np.unpackbits(np.frombuffer(bitmask, dtype=np.uint8), bitorder="little")[:size].astype(bool)
+    return np.unpackbits(np.frombuffer(bitmask, dtype=np.uint8), bitorder="little")[:size].view(bool)  # 0/1: no copy
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_radix_cache_encodes_the_picture_once_and_no_cache_encodes_it_per_question(tmp_path):
-    model = build_model(tmp_path / "bench-idefics3")
+    model = build_model(tmp_path / "bench-idefics3", text=None)
     results = {name: run_system(model, options, ["Colour?", "Shape?", "Size?"], 1, "float32")
                for name, options in SYSTEMS}
     on, off, bare = results.values()

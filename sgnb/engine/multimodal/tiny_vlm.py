@@ -29,10 +29,12 @@ _IDEFICS3_TOKENS = (["<fake_token_around_image>", "<image>", "<end_of_utterance>
 WEIGHT_STD = 0.2                 # larger than HF's init, so that a wrong op shows in the logits
 
 
-def build_tiny_vlm(path: Path, family: str = "idefics3", seed: int = 0, **config_overrides) -> Path:
+def build_tiny_vlm(path: Path, family: str = "idefics3", seed: int = 0, text_overrides: dict | None = None,
+                   **config_overrides) -> Path:
     """Write a random-weight `family` model ("idefics3" or "llava") to `path`; the same seed gives the
-    same weights. config_overrides: keyword arguments of the family's HF config (e.g. LLaVA's
-    `vision_feature_layer`). Returns `path`."""
+    same weights. text_overrides: fields of the text model's LlamaConfig (e.g. a real model's shape);
+    config_overrides: keyword arguments of the family's HF config (e.g. LLaVA's `vision_feature_layer`).
+    Returns `path`."""
     import torch
     import transformers
     from transformers import AutoTokenizer, LlamaConfig
@@ -47,7 +49,8 @@ def build_tiny_vlm(path: Path, family: str = "idefics3", seed: int = 0, **config
                                   else ["<image>"]})
     image_token_id = tokenizer.convert_tokens_to_ids("<image>")
     text = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **_TEXT)
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                       **(_TEXT | (text_overrides or {})))
     if family == "idefics3":
         vision = transformers.Idefics3VisionConfig(image_size=64, patch_size=8, **_VISION)
         config = transformers.Idefics3Config(**{
