@@ -4,6 +4,7 @@ vision-language models."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,13 +26,26 @@ IMAGES_FIRST_TEMPLATE = (
 
 
 @pytest.fixture(scope="session")
-def vlm_engine(tmp_path_factory):
-    """An fp32 engine on a tiny random-weight Idefics3 (`build_tiny_vlm`); tests must leave it idle and intact."""
-    from sgnb.engine import Engine
+def tiny_vlm_folder(tmp_path_factory) -> Callable[[str], Path]:
+    """family ("idefics3" or "llava") -> a `build_tiny_vlm` folder of it, built once per session."""
     from sgnb.engine.multimodal.tiny_vlm import build_tiny_vlm
 
-    folder = build_tiny_vlm(tmp_path_factory.mktemp("tiny-idefics3"), "idefics3")
-    eng = Engine(str(folder), dtype="float32")
+    built: dict[str, Path] = {}
+
+    def folder(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny_vlm(tmp_path_factory.mktemp(f"tiny-{family}"), family)
+        return built[family]
+
+    return folder
+
+
+@pytest.fixture(scope="session")
+def vlm_engine(tiny_vlm_folder):
+    """An fp32 engine on a tiny random-weight Idefics3 (`build_tiny_vlm`); tests must leave it idle and intact."""
+    from sgnb.engine import Engine
+
+    eng = Engine(str(tiny_vlm_folder("idefics3")), dtype="float32")
     yield eng
     eng.check_integrity()
     eng.shutdown()

@@ -1,4 +1,5 @@
-"""Fixtures of the engine tests: tiny random-weight vision-language model folders."""
+"""Fixtures of the engine tests: processor folders derived from the tiny vision-language models
+(`tiny_vlm_folder`, in tests/vlm_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def tiny_vlm_folder(tmp_path_factory) -> Callable[[str], Path]:
-    """family ("idefics3" or "llava") -> a `build_tiny_vlm` folder of it, built once per session."""
-    from sgnb.engine.multimodal.tiny_vlm import build_tiny_vlm
-
-    built: dict[str, Path] = {}
-
-    def folder(family: str) -> Path:
-        if family not in built:
-            built[family] = build_tiny_vlm(tmp_path_factory.mktemp(f"tiny-{family}"), family)
-        return built[family]
-
-    return folder
 
 
 @pytest.fixture

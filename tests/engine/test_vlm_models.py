@@ -42,9 +42,9 @@ def rel_err(ours: torch.Tensor, theirs: torch.Tensor) -> float:
 
 
 @pytest.fixture(scope="module")
-def tiny_vlms(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("vlm")
-    return {family: build_tiny_vlm(root / family, family) for family in FAMILIES}
+def tiny_vlms(tiny_vlm_folder) -> dict[str, Path]:
+    """family -> the session's tiny folder of it (read only)."""
+    return {family: tiny_vlm_folder(family) for family in FAMILIES}
 
 
 @pytest.fixture(scope="module")
