@@ -291,8 +291,10 @@ class GrammarConstraint(Constraint):
 
     def _state_label(self) -> str:
         """The end of the text matched so far, then '▸' (and ' ✓' where the grammar could end here)."""
-        text = self.text.decode("utf-8", errors="replace").replace("\n", "⏎")
-        shown = text if len(text) <= LABEL_CHARS else "…" + text[-LABEL_CHARS:]
+        # only the tail is shown: decoding the whole output at every token would grow with its length
+        tail = self.text[-4 * LABEL_CHARS - 4:]
+        text = tail.decode("utf-8", errors="replace").replace("\n", "⏎")
+        shown = text if len(self.text) <= len(tail) and len(text) <= LABEL_CHARS else "…" + text[-LABEL_CHARS:]
         return f"{shown}▸{' ✓' if self.matcher.is_accepting() else ''}"
 
     def _num_allowed(self) -> int:
