@@ -84,6 +84,7 @@ def test_notebook_widgets_render_and_update_live(page, jupyter_lab, screenshots)
     mid_shot = screenshots / "jupyterlab_running.png"
     took_mid_shot = False
     streaming_seen: dict[int, int] = {}
+    settled: tuple[tuple[int, int, int], float] | None = None  # (widget counts, since when) once all has run
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
         obs = page.evaluate(OBSERVE_JS)
@@ -99,8 +100,18 @@ def test_notebook_widgets_render_and_update_live(page, jupyter_lab, screenshots)
                     live.scroll_into_view_if_needed()
                     live.screenshot(path=str(mid_shot))
                     took_mid_shot = True
-        if _all_ran(obs) and obs["views"] and all(v["status"] == "finished" for v in obs["views"]):
-            break
+        # Done once every cell ran, every view finished and the widgets on the page stopped changing for a second:
+        # a cell's prompt number can arrive before its widget output has rendered (shell and iopub are separate
+        # channels, and widget views render asynchronously), so "all ran" alone can miss the last cell's widget.
+        shape = (len(obs["views"]), len(obs["caches"]), len(obs["paths"]))
+        if _all_ran(obs) and obs["views"] and all(v["status"] == "finished" for v in obs["views"]) \
+                and (not IS_SMOKE or obs["paths"]):
+            if settled is None or settled[0] != shape:
+                settled = (shape, time.monotonic())
+            elif time.monotonic() - settled[1] >= 1.0:
+                break
+        else:
+            settled = None
         time.sleep(0.15)
     else:
         page.screenshot(path=str(screenshots / "jupyterlab_timeout.png"), full_page=True)
