@@ -2,9 +2,10 @@
 #
 #   make venv          .venv with torch 2.13.0 and sgnb installed editable with [test,serve]
 #   make model         pull SmolLM2-135M-Instruct into $SGNB_CACHE (default ~/.cache/sgnb), once
+#   make kernels       build the C++ CPU kernels into $SGNB_CACHE/kernels (a note, not a failure, without g++)
 #   make demo          run a short real sgnb program
 #   make browser-deps  Debian chromium for the browser tests (root + apt only; otherwise a note)
-#   make test          venv, model, browser-deps and demo, then the whole pytest suite
+#   make test          venv, model, browser-deps, kernels and demo, then the whole pytest suite
 #   make bench-envs    bench-only venvs: bench/.venv-constrained (outlines, xgrammar), bench/.venv-llama (~15 min build)
 
 SHELL := /bin/bash
@@ -21,7 +22,7 @@ PIP := $(BIN)/python -m pip --quiet
 # This machine's pip config names local index folders that lack most packages; pip warns once per package.
 PIP_NOISE := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help venv model demo browser-deps test bench-envs
+.PHONY: help venv model kernels demo browser-deps test bench-envs
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -44,7 +45,13 @@ $(STAMP): pyproject.toml
 model: venv
 	$(BIN)/sgnb pull $(MODEL)
 
-demo: venv model
+# Built once per source change (about a minute); the engine would build it on first use otherwise. Without a
+# C++ compiler the engine runs its torch path, so a failed build here is a note.
+kernels: venv
+	@$(BIN)/python -m sgnb.kernels.cpu_extension \
+		|| echo "note: the C++ CPU kernels did not build; the engine will use its torch path" >&2
+
+demo: venv model kernels
 	$(BIN)/python -m sgnb.demo
 
 browser-deps:
@@ -59,7 +66,7 @@ browser-deps:
 	fi
 
 # pytest's exit status is make's: failures fail, and exit 5 (no tests collected) fails too.
-test: venv model browser-deps demo
+test: venv model browser-deps kernels demo
 	@rc=0; $(BIN)/pytest -q -ra -p no:cacheprovider --timeout=600 $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
 	exit $$rc

@@ -152,6 +152,10 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule-policy", default=None, help="lpm, dfs-weight or fcfs (default lpm)")
     parser.add_argument("--attention-backend", default=None, help="auto, torch, triton or flash (default auto)")
     parser.add_argument("--disable-radix-cache", action="store_true", help="no prefix reuse across requests")
+    parser.add_argument("--quantization", default=None, choices=["gguf", "q8_0", "q4_0", "q4_1"],
+                        help="packed weights: the GGUF's own blocks (gguf), or quantize an HF folder at load")
+    parser.add_argument("--no-cpu-kernels", dest="cpu_kernels", action="store_false", default=None,
+                        help="run the torch path instead of the C++ CPU kernels")
     # The tiered cache (HiCache): evicted KV kept in host memory, and on disk across restarts.
     parser.add_argument("--enable-hierarchical-cache", action="store_true", default=None,
                         help="keep evicted KV in host memory (and on disk with --hicache-storage-dir)")
@@ -180,6 +184,7 @@ def serve_options(args: argparse.Namespace) -> dict[str, Any]:
         "schedule_policy": args.schedule_policy, "attention_backend": args.attention_backend,
         "enable_hierarchical_cache": args.enable_hierarchical_cache, "hicache_size": args.hicache_size,
         "hicache_storage_dir": args.hicache_storage_dir, "hicache_storage_size": args.hicache_storage_size,
+        "quantization": args.quantization, "cpu_kernels": args.cpu_kernels,
     }  # fmt: skip
     limits = HTTPLimits(max_request_bytes=args.max_request_bytes, header_timeout=args.header_timeout,
                         body_timeout=args.body_timeout, keep_alive_timeout=args.timeout_keep_alive)

@@ -111,6 +111,8 @@ def test_serve_refuses_a_positional_model_and_model_path_together() -> None:
         (["--dtype", "bfloat16"], "dtype", "bfloat16"),
         (["--kv-cache-gb", "0.5"], "kv_cache_gb", 0.5),
         (["--disable-radix-cache"], "radix_cache", False),
+        (["--quantization", "q8_0"], "quantization", "q8_0"),
+        (["--no-cpu-kernels"], "cpu_kernels", False),
     ],
 )
 def test_serve_flag_sets_the_engine_option(argv: list[str], option: str, expected: object) -> None:

@@ -1,7 +1,7 @@
 """The engine's attention interface: one call per layer over the paged KV pool.
 
 The model calls `ctx.attend(layer_id, q, k, v)`; the context stores the new K/V into
-the pool and runs the extend or decode kernel chosen once at engine start
+the pool (or the model did, with a fused op: `attend_stored`) and runs the extend or decode kernel chosen once at engine start
 (`sgnb.kernels.get_attention_ops`: `torch_batched` on the CPU, Triton on a GPU).
 """
 
@@ -38,8 +38,12 @@ class AttentionContext:
 
     def attend(self, layer_id: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q: [num_tokens, num_heads, head_dim]; k, v: [num_tokens, num_kv_heads, head_dim]."""
+        self.ops.store_kv(self.k_buffers[layer_id], self.v_buffers[layer_id], self.out_cache_loc, k, v)
+        return self.attend_stored(layer_id, q, k, v)
+
+    def attend_stored(self, layer_id: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """`attend` for new K/V already in the pool at `out_cache_loc` (a fused op stored them)."""
         k_buf, v_buf = self.k_buffers[layer_id], self.v_buffers[layer_id]
-        self.ops.store_kv(k_buf, v_buf, self.out_cache_loc, k, v)
         if self.mode is ForwardMode.DECODE:
             return self.ops.decode_attention(q, k_buf, v_buf, self.kv_indptr, self.kv_indices, self.sm_scale)
         return self.ops.extend_attention(q, k, v, k_buf, v_buf, self.qo_indptr, self.kv_indptr,

@@ -72,15 +72,20 @@ class Engine:
             raise self._init_error
 
     def _setup(self) -> None:
-        from sgnb.engine.model_store import resolve_model
+        from sgnb.engine.model_store import resolve_gguf, resolve_model
         from sgnb.engine.weights import load_model
         from sgnb.kernels.backend import get_attention_ops
+        from sgnb.kernels.cpu_extension import load_cpu_extension
 
         cfg = self.config
         self.model_path = resolve_model(cfg.model)
         self.dtype = cfg.torch_dtype
         self.device = cfg.device
-        self.model, self.model_config = load_model(self.model_path, self.dtype, cfg.device, cfg.prepack_weights)
+        # the C++ CPU kernels, where asked for and built (else the torch path: the builder said why, once)
+        cpu_ext = load_cpu_extension() if cfg.cpu_kernels and cfg.device == "cpu" else None
+        weights = resolve_gguf(cfg.model) if cfg.quantization == "gguf" else self.model_path
+        self.model, self.model_config = load_model(weights, self.dtype, cfg.device, cfg.prepack_weights,
+                                                   cfg.quantization, cpu_kernels=cpu_ext is not None)
         self.tokenizer = load_tokenizer(self.model_path)
         mc = self.model_config
         self.max_context_len = min(mc.max_context_len, cfg.max_context_len or mc.max_context_len)
@@ -90,7 +95,15 @@ class Engine:
         self.tree: PrefixCache = self._make_prefix_cache()
         self.req_pool = ReqToTokenPool(cfg.max_running_requests + 1, self.max_context_len + 1, cfg.device)
         self.scheduler = Scheduler(cfg.scheduler_config(), self.allocator, self.tree, self.req_pool)
-        self.ops = get_attention_ops(cfg.attention_backend, cfg.device)
+        self.ops = get_attention_ops(cfg.attention_backend, cfg.device, cpu_kernels=cpu_ext is not None)
+        packed = self.model.packed_weights.values()
+        self._kernel_stats = {
+            "quantization": cfg.quantization,
+            "weights": "packed" if packed else "dense",        # dense: no quantization, or dequantized at load
+            "packed_weight_bytes": sum(w.nbytes for w in packed),
+            "kernels": "torch" if cpu_ext is None else cpu_ext.cpu_isa(),   # the C++ kernels' vector path
+            "attention_backend": self.ops.name,
+        }
         self.image_processor = None                 # vision-language models: expands prompts with images
         image_cache = None
         if self.model.is_multimodal:
@@ -189,8 +202,9 @@ class Engine:
             self.tree.check_integrity(used)
 
     def stats(self) -> dict:
+        """Cache, pool, queue and throughput figures, and the weights and kernels in use (`_kernel_stats`)."""
         with self._cv:
-            return engine_stats(self.counters, self.tree, self.allocator, self.scheduler)
+            return engine_stats(self.counters, self.tree, self.allocator, self.scheduler) | self._kernel_stats
 
     def snapshot(self, max_nodes: int = 500) -> dict:
         """Plain data for widgets: the radix tree, the queues, the stats (and each tier's usage, with tiers)."""

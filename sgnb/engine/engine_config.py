@@ -9,6 +9,8 @@ from sgnb.engine.policy import get_policy
 from sgnb.engine.scheduler import SchedulerConfig
 
 _DTYPES = ("float32", "bfloat16", "float16")
+# None: dense weights; "gguf": the GGUF's own Q4_0/Q4_1/Q8_0 blocks; else: quantize an HF folder's weights at load
+QUANTIZATIONS = (None, "gguf", "q8_0", "q4_0", "q4_1")
 
 
 @dataclass(slots=True)
@@ -29,6 +31,8 @@ class EngineConfig:
     cuda_graph: bool = False                 # capture the decode step in CUDA graphs (CUDA + triton backend)
     num_threads: int | None = None           # torch intra-op threads (default: torch's)
     prepack_weights: bool = True             # CPU: matmuls on oneDNN-prepacked weights where faster
+    cpu_kernels: bool = True                 # CPU: the C++ kernels (sgnb/kernels/csrc) where they build
+    quantization: str | None = None          # see QUANTIZATIONS; packed weights run on the C++ kernels
     # tiered cache (sgnb/engine/tiered_radix_cache.py): evicted KV goes to host memory (and disk), comes back on a match
     enable_hierarchical_cache: bool = False
     hicache_size: float = 2.0                # GB of host memory for the host tier
@@ -40,6 +44,10 @@ class EngineConfig:
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}")
         get_policy(self.schedule_policy)        # ValueError naming the known ones
+        if not isinstance(self.cpu_kernels, bool):
+            raise ValueError(f"cpu_kernels must be a bool, got {self.cpu_kernels!r}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
         if self.kv_cache_gb <= 0:
             raise ValueError(f"kv_cache_gb must be positive, got {self.kv_cache_gb}")
         if self.image_cache_mb < 0:

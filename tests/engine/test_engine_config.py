@@ -1,4 +1,4 @@
-"""Engine options: the tiered-cache ones are validated once, with errors naming the option."""
+"""Engine options: the tiered-cache and kernel ones are validated once, with errors naming the option."""
 
 from __future__ import annotations
 
@@ -34,3 +34,17 @@ def test_bad_tier_option_is_named_in_the_error(option: str, value) -> None:
 def test_tiers_need_the_radix_cache() -> None:
     with pytest.raises(ValueError, match="enable_hierarchical_cache needs radix_cache=True"):
         EngineConfig(enable_hierarchical_cache=True, radix_cache=False)
+
+
+def test_kernels_on_and_weights_dense_by_default() -> None:
+    cfg = EngineConfig()
+    assert cfg.cpu_kernels is True and cfg.quantization is None
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("quantization", "q5_k"), ("quantization", "Q8_0"), ("quantization", ""), ("cpu_kernels", "yes"),
+    ("cpu_kernels", 1),
+])
+def test_bad_kernel_option_is_named_in_the_error(option: str, value) -> None:
+    with pytest.raises(ValueError, match=option):
+        EngineConfig(**{option: value})

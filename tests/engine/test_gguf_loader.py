@@ -70,6 +70,20 @@ def test_dequantized_weights_match_transformers_gguf_loader(smollm2_gguf: Path) 
         torch.testing.assert_close(ours[name], reference[name], msg=lambda m, name=name: f"{name}: {m}")
 
 
+def test_packed_tensors_hold_exactly_the_dequantized_weights(smollm2_gguf: Path) -> None:
+    from sgnb.kernels.quant_weights import PackedWeight
+
+    model = read_gguf(smollm2_gguf)
+    packed = dict(model.tensors(packed=True))
+    assert packed["model.layers.0.self_attn.q_proj.weight"].qtype == "q4_1"    # rows un-permuted block-wise
+    assert packed["model.embed_tokens.weight"].qtype == "q8_0"
+    assert isinstance(packed["model.norm.weight"], torch.Tensor)               # F32 stays dense
+    for name, dense in model.tensors():
+        value = packed[name]
+        ours = value.dequantize() if isinstance(value, PackedWeight) else value
+        assert torch.equal(ours, dense), name
+
+
 @pytest.mark.slow
 def test_converted_folder_answers_a_chat_question_with_transformers(converted_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer

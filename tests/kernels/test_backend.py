@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import torch
 from paged_cases import make_decode_case
 
 from sgnb.kernels import BackendUnavailableError, get_attention_ops, torch_batched, torch_ref
+from sgnb.kernels.cpu_extension import load_cpu_extension
 
 
 def test_torch_backend_is_the_batched_cpu_kernels_and_not_graph_safe() -> None:
@@ -20,9 +22,30 @@ def test_torch_backend_is_the_batched_cpu_kernels_and_not_graph_safe() -> None:
         torch_batched.store_kv, torch_batched.extend_attention, torch_batched.decode_attention)
 
 
-def test_auto_picks_torch_on_cpu_even_under_the_triton_interpreter() -> None:
-    assert get_attention_ops("auto", "cpu").name == "torch"
-    assert get_attention_ops(device=torch.device("cpu")).name == "torch"
+def test_auto_picks_the_cpp_kernels_on_cpu_even_under_the_triton_interpreter() -> None:
+    expected = "torch" if load_cpu_extension() is None else "cpu"
+    assert get_attention_ops("auto", "cpu").name == expected
+    assert get_attention_ops(device=torch.device("cpu")).name == expected
+
+
+def test_auto_picks_torch_on_cpu_when_the_cpp_kernels_are_turned_off() -> None:
+    assert get_attention_ops("auto", "cpu", cpu_kernels=False).name == "torch"
+    assert get_attention_ops("auto", torch.device("cpu"), cpu_kernels=False).name == "torch"
+
+
+def test_cpu_backend_on_cuda_is_refused() -> None:
+    with pytest.raises(BackendUnavailableError, match="attention_backend='cpu' runs on the CPU"):
+        get_attention_ops("cpu", "cuda:0")
+
+
+def test_cpu_backend_without_the_extension_is_refused() -> None:
+    code = ("from sgnb.kernels import get_attention_ops\n"
+            "try:\n    get_attention_ops('cpu', 'cpu')\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
+            "print(get_attention_ops('auto', 'cpu').name)")
+    env = {**os.environ, "SGNB_CPU_KERNELS": "0"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert "BackendUnavailableError attention_backend='cpu' needs the C++ CPU kernels" in out
+    assert out.split()[-1] == "torch"
 
 
 def test_auto_picks_triton_on_cuda_when_triton_imports() -> None:

@@ -23,7 +23,8 @@ def ip(shell, engine):
     for setting in ('SglMagics.backend = "engine"', "SglMagics.temperature = 0.0", "SglMagics.max_tokens = None",
                     "SglMagics.model = None", "SglMagics.enable_hierarchical_cache = False",
                     "SglMagics.hicache_storage_dir = None", "SglMagics.hicache_size = None",
-                    "SglMagics.hicache_storage_size = None"):
+                    "SglMagics.hicache_storage_size = None", "SglMagics.quantization = None",
+                    "SglMagics.cpu_kernels = True"):
         assert shell.run_cell(f"%config {setting}").success
     yield shell
     snapshot = engine.snapshot()

@@ -234,6 +234,14 @@ def test_hicache_settings_become_engine_options_once_the_tiers_are_asked_for(ip,
                                        "hicache_storage_size": 3.0}
 
 
+def test_kernel_settings_become_engine_options_when_set_away_from_the_defaults(ip, run):
+    magics = ip.magics_manager.registry["SglMagics"]
+    assert magics.engine_options() == {}
+    run("%config SglMagics.quantization = 'q8_0'")
+    run("%config SglMagics.cpu_kernels = False")
+    assert magics.engine_options() == {"quantization": "q8_0", "cpu_kernels": False}
+
+
 def test_hicache_settings_give_cells_a_tiered_default_engine_whose_cache_outlives_it(ip, run, smollm2_path,
                                                                                    tmp_path, monkeypatch):
     from sgnb.engine import Engine

@@ -11,8 +11,9 @@ module here plus one line in the registry (`sgnb.engine.models`). Its life in th
     for hf_name, tensor in checkpoint:
         target = model.checkpoint_name_map(hf_name)   # None: a tensor the model does not load
         ...                                    # copied (or concatenated into a fused parameter)
+    model.packed_weights = ...                 # projections packed in 4/8-bit blocks (`projection_names`)
     model.build_buffers(device)                # tables it computes itself (RoPE cos/sin)
-    model.bind_kernels(prepack)                # matmul per projection, derived norm weights
+    model.bind_kernels(prepack, fused)         # matmul per projection, derived norm weights, fused ops
     logits = model(input_ids, positions, ctx, logit_rows)
 
 A vision-language model (`VisionLanguageModel`) also turns an image's pixels into rows of input embeddings
@@ -22,13 +23,21 @@ placeholder positions and passes the result as `input_embeds`.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 
 from sgnb.engine.attention import AttentionContext
 from sgnb.engine.model_config import ModelConfig
+
+if TYPE_CHECKING:
+    from sgnb.kernels.fused_ops import FusedOps
+    from sgnb.kernels.quant_weights import PackedWeight
+
+
+# the `packed_weights` key of the output projection (tied to the embedding or not)
+LM_HEAD = "lm_head"
 
 
 class CausalLM(nn.Module):
@@ -42,13 +51,17 @@ class CausalLM(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
+        # parameter name (or LM_HEAD, the output projection) -> its packed weight, which `bind_kernels` runs
+        # instead of the parameter (left empty); set by the loader (`sgnb.engine.packed_weights`)
+        self.packed_weights: dict[str, PackedWeight] = {}
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: AttentionContext,
                 logit_rows: torch.Tensor | None = None, input_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids, positions: [num_tokens]; logit_rows: rows to project ([num_rows]), None = all;
         input_embeds: [num_tokens, hidden] used instead of the embeddings of input_ids when given.
 
-        Every layer calls `ctx.attend(layer_id, q, k, v)` once. Returns fp32 logits [num_rows, vocab_size].
+        Every layer calls `ctx.attend(layer_id, q, k, v)` (or `attend_stored`) once. Returns fp32 logits
+        [num_rows, vocab_size].
         """
         raise NotImplementedError
 
@@ -61,9 +74,16 @@ class CausalLM(nn.Module):
         """Compute the non-persistent tables (no checkpoint holds them) on `device`; the loader calls this
         after `to_empty`, which leaves buffers built on the meta device without values."""
 
-    def bind_kernels(self, prepack: bool) -> None:
-        """Attach the kernels each layer runs (`sgnb.kernels.linear` matmuls, derived norm weights);
-        called again once weights are loaded. prepack: prepacked CPU matmul weights where faster."""
+    def bind_kernels(self, prepack: bool, fused: FusedOps | None = None) -> None:
+        """Attach the kernels each layer runs (`sgnb.kernels.linear` matmuls, or `sgnb.kernels.quant_linear`
+        ones for `packed_weights`; derived norm weights); called again once weights are loaded.
+        prepack: prepacked CPU matmul weights where faster. fused: the fused decode-step ops
+        (`sgnb.kernels.fused_ops`) the layers run, None for their eager torch ops."""
+        raise NotImplementedError
+
+    def projection_names(self) -> list[str]:
+        """Names of the parameters used only as matmul weights (the text layers' projections, an untied LM
+        head): what quantization may pack."""
         raise NotImplementedError
 
     @property

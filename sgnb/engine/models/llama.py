@@ -3,12 +3,18 @@
 RMSNorm, RoPE (with scaling), grouped-query attention over the paged KV pool,
 SwiGLU MLP, optional q/k/v bias (Qwen2) and tied embeddings. Q/K/V and gate/up
 projections are fused into single matmuls when the weights are loaded; each projection
-runs through the matmul `sgnb.kernels.linear` picked for it (`bind_kernels`).
+runs through the matmul `sgnb.kernels.linear` picked for it, or `sgnb.kernels.quant_linear`'s
+for a packed weight (`bind_kernels`).
+
+With the fused ops (`sgnb.kernels.fused_ops`, the C++ CPU kernels) the layers keep a residual stream:
+each layer's first op adds the previous layer's output into it and normalizes (add_rms_norm), q/k rotate
+and k/v reach the KV pool in one op (rope_store_kv), and the MLP's activation is one op (silu_mul).
+Without them the layers run today's eager torch ops.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +22,11 @@ from torch import nn
 
 from sgnb.engine.attention import AttentionContext
 from sgnb.engine.model_config import ModelConfig, rope_inv_freq
-from sgnb.engine.models.base import CausalLM
+from sgnb.engine.models.base import LM_HEAD, CausalLM
 from sgnb.kernels.linear import make_linear
+
+if TYPE_CHECKING:
+    from sgnb.kernels.fused_ops import FusedOps
 
 
 # fp32 prefills of at least this many rows normalize with F.rms_norm: 2x faster than the fused LayerNorm
@@ -65,6 +74,15 @@ class Rotary(nn.Module):
         return self.cos[positions].unsqueeze(1).to(dtype), self.sin[positions].unsqueeze(1).to(dtype)
 
 
+class RopeTables(NamedTuple):
+    """What the fused path's rope_store_kv reads: the batch's positions [num_tokens] and the whole cos and
+    signed sin tables [max_pos, head_dim] (`Rotary`)."""
+
+    positions: torch.Tensor
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
 def apply_rotary_(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor,
                   out: torch.Tensor | None = None) -> torch.Tensor:
     """x * cos + (-x2, x1) * sin, the rotate-half layout, written into `out` (default: x itself, in place;
@@ -86,10 +104,15 @@ class Attention(nn.Module):
         self.kv_size = self.num_kv_heads * self.head_dim
         self.qkv_proj = nn.Linear(cfg.hidden_size, self.q_size + 2 * self.kv_size, bias=cfg.attention_bias)
         self.o_proj = nn.Linear(self.q_size, cfg.hidden_size, bias=False)
+        self.fused: FusedOps | None = None                     # set by bind_kernels
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | RopeTables,
                 ctx: AttentionContext) -> torch.Tensor:
+        """rope: (cos, signed sin) of the batch's positions [num_tokens, 1, head_dim]; `RopeTables` with the
+        fused ops."""
         qkv = self.qkv_proj.run(x)                             # [num_tokens, q_size + 2 * kv_size]
+        if self.fused is not None:
+            return self.o_proj.run(self.attend_fused(qkv, rope, ctx).reshape(-1, self.q_size))
         qk, v = qkv.split([self.q_size + self.kv_size, self.kv_size], dim=-1)
         # q and k heads rotate together, in place: [num_tokens, num_heads + num_kv_heads, head_dim]. New K
         # and V thus stay side by side in each row of qkv, as the KV pool keeps them (one copy stores both)
@@ -99,10 +122,23 @@ class Attention(nn.Module):
         o = ctx.attend(self.layer_id, q, k, v)                 # [num_tokens, num_heads, head_dim]
         return self.o_proj.run(o.reshape(-1, self.q_size))
 
+    def attend_fused(self, qkv: torch.Tensor, rope: RopeTables, ctx: AttentionContext) -> torch.Tensor:
+        """The fused path: q/k rotated in place and k/v stored into the pool by one op, then attention over
+        the pool. Returns [num_tokens, num_heads, head_dim]."""
+        heads = qkv.view(-1, self.num_heads + 2 * self.num_kv_heads, self.head_dim)
+        self.normalize_qk_(heads[:, :self.num_heads + self.num_kv_heads])
+        self.fused.rope_store_kv(qkv, rope.positions, rope.cos, rope.sin, self.num_heads, self.num_kv_heads,
+                                 ctx.k_buffers[self.layer_id], ctx.v_buffers[self.layer_id], ctx.out_cache_loc)
+        q, k, v = heads.split([self.num_heads, self.num_kv_heads, self.num_kv_heads], dim=1)
+        return ctx.attend_stored(self.layer_id, q, k, v)
+
     def position_qk(self, qk: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Position-encode the q and k heads [num_tokens, num_heads + num_kv_heads, head_dim], a view of
         the projection's output, in place (so new K stays next to V); returns that view."""
         return apply_rotary_(qk, *rope)
+
+    def normalize_qk_(self, qk: torch.Tensor) -> None:
+        """The fused path's hook before RoPE, in place on the q and k heads (a family's per-head norms)."""
 
 
 class MLP(nn.Module):
@@ -110,9 +146,13 @@ class MLP(nn.Module):
         super().__init__()
         self.gate_up_proj = nn.Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.fused: FusedOps | None = None                     # set by bind_kernels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj.run(x).chunk(2, dim=-1)
+        gate_up = self.gate_up_proj.run(x)                     # [num_tokens, 2 * intermediate]
+        if self.fused is not None:
+            return self.down_proj.run(self.fused.silu_mul(gate_up))
+        gate, up = gate_up.chunk(2, dim=-1)
         return self.down_proj.run(F.silu(gate).mul_(up))
 
 
@@ -130,6 +170,18 @@ class DecoderLayer(nn.Module):
         # modules are called through .forward: the hot path skips nn.Module's hook dispatch
         x = x + self.self_attn.forward(self.input_layernorm.forward(x), rope, ctx)
         return x + self.mlp.forward(self.post_attention_layernorm.forward(x))
+
+    def forward_fused(self, x: torch.Tensor, residual: torch.Tensor | None, rope: RopeTables,
+                      ctx: AttentionContext, fused: FusedOps) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused path: x is the previous layer's output [num_tokens, hidden] (the embeddings for the first
+        layer, whose residual is None); it joins the residual stream here. Returns (output, residual)."""
+        norm1, norm2 = self.input_layernorm, self.post_attention_layernorm
+        if residual is None:
+            residual, h = x, fused.rms_norm(x, norm1.weight, norm1.eps)   # x becomes the stream (updated in place)
+        else:
+            h = fused.add_rms_norm(x, residual, norm1.weight, norm1.eps)  # residual += x; h = norm(residual)
+        h = fused.add_rms_norm(self.self_attn.forward(h, rope, ctx), residual, norm2.weight, norm2.eps)
+        return self.mlp.forward(h), residual
 
 
 class LlamaForCausalLM(CausalLM):
@@ -159,15 +211,31 @@ class LlamaForCausalLM(CausalLM):
     def build_buffers(self, device: str | torch.device) -> None:
         self.rotary = Rotary(self.cfg).to(device)
 
-    def bind_kernels(self, prepack: bool) -> None:
-        """Give every projection its `run` (see `sgnb.kernels.linear`) and every norm its derived weight;
-        call again once weights are loaded."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
+    def bind_kernels(self, prepack: bool, fused: FusedOps | None = None) -> None:
+        """Give every projection its `run` (`sgnb.kernels.linear`, or `quant_linear` for a packed weight),
+        every norm its derived weight and the layers the fused ops (None: eager torch); call again once
+        weights are loaded."""
+        packed = self.packed_weights
+        if packed:
+            from sgnb.kernels.quant_linear import make_quant_linear
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear) and f"{name}.weight" in packed:
+                module.run = make_quant_linear(packed[f"{name}.weight"], module.bias)
+            elif isinstance(module, nn.Linear):
                 module.run = make_linear(module.weight, module.bias, prepack)
             elif isinstance(module, RMSNorm):
                 module.bind()
-        self.logits_run = make_linear(self.lm_head_weight, None, prepack)
+            elif isinstance(module, (Attention, MLP)):
+                module.fused = fused
+        self.fused = fused
+        head = packed.get(LM_HEAD)
+        self.logits_run = (make_linear(self.lm_head_weight, None, prepack) if head is None
+                           else make_quant_linear(head))
+
+    def projection_names(self) -> list[str]:
+        names = [f"layers.{name}.weight" for name, module in self.layers.named_modules()
+                 if isinstance(module, nn.Linear)]
+        return names + ([] if self.lm_head is None else ["lm_head.weight"])
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: AttentionContext,
                 logit_rows: torch.Tensor | None = None, input_embeds: torch.Tensor | None = None) -> torch.Tensor:
@@ -176,12 +244,26 @@ class LlamaForCausalLM(CausalLM):
         image rows). Returns fp32 logits [num_rows, vocab_size].
         """
         x = self.embed_tokens(input_ids) if input_embeds is None else input_embeds   # [num_tokens, hidden]
+        if self.fused is not None:
+            return self.forward_fused(x, positions, ctx, logit_rows)
         rope = self.rotary(positions, x.dtype)
         for layer in self.layers:
             x = layer.forward(x, rope, ctx)
         if logit_rows is not None:
             x = x[logit_rows]
         return self.logits_run(self.norm(x)).float()
+
+    def forward_fused(self, x: torch.Tensor, positions: torch.Tensor, ctx: AttentionContext,
+                      logit_rows: torch.Tensor | None) -> torch.Tensor:
+        """`forward` on the fused ops, from the input embeddings x [num_tokens, hidden] (a fresh tensor: it
+        becomes the residual stream, updated in place)."""
+        rope = RopeTables(positions, self.rotary.cos, self.rotary.sin)
+        residual = None
+        for layer in self.layers:
+            x, residual = layer.forward_fused(x, residual, rope, ctx, self.fused)
+        if logit_rows is not None:
+            x, residual = x[logit_rows], residual[logit_rows]
+        return self.logits_run(self.fused.add_rms_norm(x, residual, self.norm.weight, self.norm.eps)).float()
 
     def checkpoint_name_map(self, name: str) -> tuple[str, int | None] | None:
         if "rotary_emb" in name:

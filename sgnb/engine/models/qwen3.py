@@ -20,9 +20,15 @@ class Qwen3Attention(Attention):
 
     def position_qk(self, qk: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Normalize each q and k head, then rotate, writing the result back into the qk view."""
+        return apply_rotary_(self.normalized_qk(qk), *rope, out=qk)
+
+    def normalize_qk_(self, qk: torch.Tensor) -> None:
+        qk.copy_(self.normalized_qk(qk))        # the fused path rotates afterwards, with the KV store
+
+    def normalized_qk(self, qk: torch.Tensor) -> torch.Tensor:
+        """Each q and k head [num_tokens, num_heads + num_kv_heads, head_dim] RMS-normalized, a new tensor."""
         q, k = qk.split([self.num_heads, self.num_kv_heads], dim=1)
-        normed = torch.cat([self.q_norm.forward(q), self.k_norm.forward(k)], dim=1)
-        return apply_rotary_(normed, *rope, out=qk)
+        return torch.cat([self.q_norm.forward(q), self.k_norm.forward(k)], dim=1)
 
 
 class Qwen3DecoderLayer(DecoderLayer):
