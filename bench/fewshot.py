@@ -8,6 +8,7 @@ Compares, in one run on the same machine:
 and reports programs/s ratios and the cache hit rate against the optimum for this workload.
 
     .venv/bin/python bench/fewshot.py [--dtype float32] [--num-questions 64] [--hf-subset 8]
+        [--quantization gguf] [--no-cpu-kernels] [--llama-python bench/.venv-llama/bin/python]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.engine_options import add_engine_options, engine_options  # noqa: E402
 from bench.isolate import run_alone  # noqa: E402
 
 SHOTS = [
@@ -107,10 +109,10 @@ def optimal_hit_rate(token_lists: list[list[int]]) -> float:
     return matched / total
 
 
-def run_sgnb(prompts: list[str], dtype: str, radix: bool, new_tokens: int) -> tuple[float, dict]:
+def run_sgnb(prompts: list[str], dtype: str, radix: bool, new_tokens: int, options: dict) -> tuple[float, dict]:
     from sgnb.engine import Engine
 
-    with Engine("smollm2-135m", dtype=dtype, radix_cache=radix) as engine:
+    with Engine("smollm2-135m", dtype=dtype, radix_cache=radix, **options) as engine:
         engine.generate("warm up", {"max_new_tokens": 2})
         engine.flush_cache()
         t0 = time.perf_counter()
@@ -140,20 +142,12 @@ def run_hf(prompts: list[str], dtype: str, new_tokens: int, batch_size: int) -> 
     return len(prompts) / (time.perf_counter() - t0)
 
 
-# ggml's AMX matmul (picked through "extra buffer types" on CPUs with AMX, like this machine's)
-# segfaults on this Q4_1 GGUF in llama-cpp-python 0.3.36; the plain AVX-512 kernels run it fine.
+# runs in the llama venv's Python, from the repository root (bench/llama_cpp_compat.py loads the GGUF)
 LLAMA_SNIPPET = r"""
 import json, sys, time
-import llama_cpp.llama_cpp as C
-_defaults = C.llama_model_default_params
-def _without_extra_bufts():
-    params = _defaults()
-    params.use_extra_bufts = False
-    return params
-C.llama_model_default_params = _without_extra_bufts
-from llama_cpp import Llama
-prompts, new_tokens, gguf = json.loads(sys.stdin.read())
-llm = Llama(model_path=gguf, n_ctx=2048, n_threads=2, verbose=False)
+from bench.llama_cpp_compat import load_llama
+prompts, new_tokens, gguf, threads = json.loads(sys.stdin.read())
+llm = load_llama(gguf, n_threads=threads)
 t0 = time.perf_counter()
 for p in prompts:
     llm(p, max_tokens=new_tokens, temperature=0.0)
@@ -162,13 +156,14 @@ print(json.dumps(len(prompts) / (time.perf_counter() - t0)))
 
 
 def run_llama_cpp(python: str, prompts: list[str], new_tokens: int) -> float | None:
-    import tempfile
+    import torch
 
-    from sgnb.engine.model_store import fetch_gguf
+    from sgnb.engine.model_store import resolve_gguf
 
-    gguf = fetch_gguf("smollm2-135m", tempfile.mkdtemp())    # the GGUF our safetensors were converted from
-    proc = subprocess.run([python, "-c", LLAMA_SNIPPET], input=json.dumps([prompts, new_tokens, str(gguf)]),
-                          capture_output=True, text=True)
+    gguf = resolve_gguf("smollm2-135m")                      # the GGUF our safetensors were converted from
+    job = [prompts, new_tokens, str(gguf), torch.get_num_threads()]
+    proc = subprocess.run([python, "-c", LLAMA_SNIPPET], input=json.dumps(job), capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
     if proc.returncode:
         print(f"llama-cpp-python failed (exit status {proc.returncode}): {proc.stderr[-500:]}", file=sys.stderr)
         return None
@@ -184,6 +179,7 @@ def main() -> None:
     ap.add_argument("--hf-batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=1, help="sgnb runs per variant (median reported)")
     ap.add_argument("--llama-python", default=None, help="a Python interpreter with llama_cpp installed")
+    add_engine_options(ap)
     args = ap.parse_args()
 
     prefix, prompts = build_prompts(args.num_questions)
@@ -193,14 +189,16 @@ def main() -> None:
     tok = load_tokenizer(resolve_model("smollm2-135m"))
     ids = [tok.encode(p) for p in prompts]
     print(f"prefix {len(tok.encode(prefix))} tokens, {len(prompts)} questions, prompts "
-          f"{min(map(len, ids))}-{max(map(len, ids))} tokens, {args.new_tokens} new tokens each, dtype {args.dtype}")
+          f"{min(map(len, ids))}-{max(map(len, ids))} tokens, {args.new_tokens} new tokens each, dtype {args.dtype}, "
+          f"quantization {args.quantization}, cpu kernels {args.cpu_kernels}")
 
     rates: dict[str, float] = {}
-    runs = [run_sgnb(prompts, args.dtype, True, args.new_tokens) for _ in range(args.repeats)]
+    options = engine_options(args)
+    runs = [run_sgnb(prompts, args.dtype, True, args.new_tokens, options) for _ in range(args.repeats)]
     rates["sgnb"] = statistics.median(r for r, _ in runs)
     hit = runs[-1][1]["cache_hit_rate"]
     rates["sgnb, radix cache off"] = statistics.median(
-        run_sgnb(prompts, args.dtype, False, args.new_tokens)[0] for _ in range(args.repeats))
+        run_sgnb(prompts, args.dtype, False, args.new_tokens, options)[0] for _ in range(args.repeats))
     # each baseline alone on a fresh thread (see bench/isolate.py)
     rates["transformers, one at a time"] = run_alone(
         lambda: run_hf(prompts[:args.hf_subset], args.dtype, args.new_tokens, 1))

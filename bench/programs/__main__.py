@@ -9,6 +9,7 @@ The transformers baseline times a subset of the programs (it runs them one after
 programs/s is a per-program rate that does not depend on how many are run).
 
     .venv/bin/python -m bench.programs [--scale 1] [--workloads mmlu ...] [--repeats 3] [--dtype float32]
+        [--quantization gguf] [--no-cpu-kernels]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):                 # `python bench/programs`: make `bench.programs` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.engine_options import add_engine_options, engine_options  # noqa: E402
 from bench.programs import WORKLOAD_MODULES, load_workload  # noqa: E402
 from bench.programs.runner import HF, NO_CACHE, SGNB, format_report, load_note, measure  # noqa: E402
 
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-threads", default="auto", help="run_batch threads ('auto' or a number)")
     ap.add_argument("--skip-hf", action="store_true", help="leave out the transformers baseline")
     ap.add_argument("--skip-no-cache", action="store_true", help="leave out the radix-cache-off engine")
+    add_engine_options(ap)
     args = ap.parse_args(argv)
     if args.scale <= 0 or args.repeats < 1 or args.hf_repeats < 1:
         ap.error("--scale, --repeats and --hf-repeats must be positive")
@@ -46,11 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     from sgnb.lang.backends.engine_backend import EngineBackend
 
     started = time.perf_counter()
-    print(f"dtype {args.dtype}, torch threads {torch.get_num_threads()}, scale {args.scale}, "
+    print(f"dtype {args.dtype}, quantization {args.quantization}, cpu kernels {args.cpu_kernels}, "
+          f"torch threads {torch.get_num_threads()}, scale {args.scale}, "
           f"median of {args.repeats} sgnb runs, {args.hf_repeats} transformers run(s); {load_note()}", flush=True)
-    backends = {SGNB: EngineBackend(model="smollm2-135m", dtype=args.dtype)}
+    engine_args = {"dtype": args.dtype, **engine_options(args)}
+    backends = {SGNB: EngineBackend(model="smollm2-135m", **engine_args)}
     if not args.skip_no_cache:
-        backends[NO_CACHE] = EngineBackend(model="smollm2-135m", dtype=args.dtype, radix_cache=False)
+        backends[NO_CACHE] = EngineBackend(model="smollm2-135m", radix_cache=False, **engine_args)
     hf = None if args.skip_hf else HFProgram("smollm2-135m", args.dtype)
     for backend in backends.values():
         backend.engine.generate("warm up", {"max_new_tokens": 2})
