@@ -20,6 +20,7 @@ import functools
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -42,10 +43,17 @@ def sources() -> list[Path]:
 
 
 def compiler() -> str | None:
-    """The C++ compiler torch's builder would run (`$CXX`, else `c++`), if it exists."""
+    """The C++ compiler torch's builder would run (`$CXX`, else `c++`), if it exists and answers `--version`
+    (so `CXX=false` reads as no compiler)."""
     cxx = os.environ.get("CXX", "c++").strip()
     found = shutil.which(cxx.split()[0]) if cxx else None
-    return found if found and Path(found).name not in ("false", "true") else None
+    if found is None:
+        return None
+    try:
+        probe = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return found if probe.returncode == 0 and probe.stdout.strip() else None
 
 
 def build_key(cxx: str) -> str:

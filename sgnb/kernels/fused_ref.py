@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from sgnb.kernels import torch_ref
+
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """x [T, H] * rsqrt(mean(x^2) + eps) * weight [H], statistics in fp32; same dtype as x."""
@@ -48,5 +50,5 @@ def rope_store_kv(qkv: torch.Tensor, positions: torch.Tensor, cos: torch.Tensor,
     x1, x2 = x.chunk(2, dim=-1)
     c, s = cos[positions].float().unsqueeze(1), sin[positions].float().unsqueeze(1)   # [T, 1, D]
     qk.copy_(x * c + torch.cat((x2, x1), dim=-1) * s)
-    k_buffer[loc] = heads[:, num_heads:num_heads + num_kv_heads].to(k_buffer.dtype)
-    v_buffer[loc] = heads[:, num_heads + num_kv_heads:].to(v_buffer.dtype)
+    torch_ref.store_kv(k_buffer, v_buffer, loc, heads[:, num_heads:num_heads + num_kv_heads],
+                       heads[:, num_heads + num_kv_heads:])
