@@ -1,7 +1,7 @@
 """The C++ CPU kernels (`sgnb/kernels/csrc/*.cpp`), compiled once into the user cache and reused.
 
     ext = load_cpu_extension()     # the compiled module, or None: no compiler, a failed build, or turned off
-    ext.cpu_isa()                  # "avx512_bf16" | "avx512" | "avx2" | "scalar": the vector path the kernels take
+    ext.cpu_isa()                  # "avx512_vnni" | "avx512" | "avx2" | "scalar": the vector path the kernels take
 
 The build goes through `torch.utils.cpp_extension.load` into `$SGNB_CACHE/kernels/cpu-<key>/` (default
 `~/.cache/sgnb`), where `key` hashes the sources, torch's version and the compiler, so a changed source or

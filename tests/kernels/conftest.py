@@ -16,7 +16,7 @@ os.environ["TRITON_INTERPRET"] = "1"
 # ------------------------------------------------------------------ the C++ CPU kernels
 
 # best first: a cap at or below the CPU's own ISA selects that path (ext.set_isa_cap)
-CPU_ISAS = ("avx512_bf16", "avx512", "avx2", "scalar")
+CPU_ISAS = ("avx512_vnni", "avx512", "avx2", "scalar")
 
 
 @pytest.fixture(scope="session")

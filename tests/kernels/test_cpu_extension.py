@@ -15,7 +15,7 @@ from sgnb.kernels import cpu_extension
 from sgnb.kernels.cpu_extension import build_key, compiler, load_cpu_extension
 
 REPO = Path(__file__).resolve().parents[2]
-ISAS = ("scalar", "avx2", "avx512", "avx512_bf16")
+ISAS = ("scalar", "avx2", "avx512", "avx512_vnni")
 
 
 def _cpu_flags() -> set[str]:
@@ -37,7 +37,7 @@ def test_builds_where_a_compiler_exists_and_dispatches_on_the_cpus_isa():
     ext = load_cpu_extension()
     assert ext is not None, "a compiler exists, so the extension must build (see the warning for the error)"
     flags = _cpu_flags()
-    expected = ("avx512_bf16" if {"avx512f", "avx512bw", "avx512vl", "avx512_bf16"} <= flags else
+    expected = ("avx512_vnni" if {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"} <= flags else
                 "avx512" if {"avx512f", "avx512bw", "avx512vl"} <= flags else
                 "avx2" if {"avx2", "fma", "f16c"} <= flags else "scalar")
     assert ext.detected_isa() == expected
@@ -52,7 +52,7 @@ def test_isa_cap_lowers_the_path_kernels_take_and_restores():
     previous = ext.set_isa_cap("scalar")
     try:
         assert ext.cpu_isa() == "scalar"
-        ext.set_isa_cap("avx512_bf16")                 # a cap above the CPU's best: the best
+        ext.set_isa_cap("avx512_vnni")                 # a cap above the CPU's best: the best
         assert ext.cpu_isa() == best
         with pytest.raises(ValueError, match="unknown ISA 'sse9'"):
             ext.set_isa_cap("sse9")

@@ -12,7 +12,7 @@ from sgnb.kernels.quant_weights import QTYPES, pack_gguf, quantize_weight
 from tests.kernels.conftest import CPU_ISAS
 from tests.kernels.gguf_cases import smollm2_gguf_tensors
 
-ROWS = (1, 2, 3, 7, 8, 16, 33, 64, 65, 200)           # 65 and 200 take the prefill path
+ROWS = (1, 2, 3, 7, 8, 12, 13, 16, 22, 33, 64, 65, 200)  # groups of 8 rows + every tail; 65, 200: prefill
 
 # the fixtures `ext` (the built extension, else skip) and `isa` (each ISA path this CPU has) are in conftest.py
 
@@ -25,8 +25,9 @@ def check_against_reference(weight, bias, rows: int, dtype: torch.dtype, seed: i
     x = torch.randn(rows, weight.in_features, generator=torch.Generator().manual_seed(seed)).to(dtype)
     actual = make_quant_linear(weight, bias)(x)
     assert actual.dtype == dtype and tuple(actual.shape) == (rows, weight.out_features)
-    # fp32 activations keep fp32 accuracy; bf16 differs from the reference by bf16 rounding (the reference also
-    # rounds the weights to bf16, the kernel keeps them exact)
+    # fp32 activations keep fp32 accuracy (avx512_vnni: three int8 levels of each activation, at most 4e-8 of
+    # its block's max off); bf16 differs from the reference by bf16 rounding (the reference also rounds the
+    # weights to bf16, the kernel keeps them exact)
     tolerance = 1e-5 if dtype == torch.float32 else 1e-2
     assert relative_error(actual, quant_linear_ref(x, weight, bias)) < tolerance, (rows, dtype)
 
@@ -72,6 +73,34 @@ def test_vector_paths_agree_with_the_scalar_path(ext):
             assert relative_error(linear(x), scalar) < 1e-5, isa
     finally:
         ext.set_isa_cap(previous)
+
+
+@pytest.mark.parametrize("qtype", QTYPES)
+def test_zero_tiny_and_huge_activations_keep_their_accuracy(isa, qtype):
+    # the int8 path scales each 32-activation block by its own max: rows far from 1 in either direction, and a
+    # row with a block of zeros next to blocks of very different sizes, keep their relative accuracy
+    weight = quantize_weight(torch.randn(24, 128), qtype)
+    x = torch.randn(4, 128)
+    x[0, 0:32] = 0.0
+    x[1] *= 1e-20
+    x[2] *= 1e20
+    x[3, 0:32] = 0.0
+    x[3, 32:64] *= 1e-3
+    x[3, 64:96] *= 1e3
+    actual = make_quant_linear(weight)(x)
+    expected = (x.double() @ weight.dequantize().double().T).float()
+    for row in range(4):
+        assert relative_error(actual[row], expected[row]) < 1e-5, (row, isa)
+
+
+def test_non_finite_activations_give_non_finite_outputs(ext):
+    weight = quantize_weight(torch.randn(20, 64), "q4_1")
+    x = torch.randn(3, 64)
+    x[1, 5] = float("nan")
+    x[2, 40] = float("inf")
+    y = make_quant_linear(weight)(x)
+    assert torch.isfinite(y[0]).all()
+    assert not torch.isfinite(y[1]).any() and not torch.isfinite(y[2]).any()
 
 
 def test_torch_path_without_the_extension_matches_reference_exactly():

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sgnb.engine.attention import AttentionContext
+from sgnb.engine.attention import AttentionContext, ForwardMode
 from sgnb.engine.model_config import ModelConfig, rope_inv_freq
 from sgnb.engine.models.base import LM_HEAD, CausalLM
 from sgnb.kernels.linear import make_linear
@@ -231,6 +231,9 @@ class LlamaForCausalLM(CausalLM):
         head = packed.get(LM_HEAD)
         self.logits_run = (make_linear(self.lm_head_weight, None, prepack) if head is None
                            else make_quant_linear(head))
+        from sgnb.engine.models.llama_decode_stack import build_decode_stack
+
+        self.decode_stack = build_decode_stack(self) if fused is not None else None
 
     def projection_names(self) -> list[str]:
         names = [f"layers.{name}.weight" for name, module in self.layers.named_modules()
@@ -258,9 +261,14 @@ class LlamaForCausalLM(CausalLM):
         """`forward` on the fused ops, from the input embeddings x [num_tokens, hidden] (a fresh tensor: it
         becomes the residual stream, updated in place)."""
         rope = RopeTables(positions, self.rotary.cos, self.rotary.sin)
-        residual = None
-        for layer in self.layers:
-            x, residual = layer.forward_fused(x, residual, rope, ctx, self.fused)
+        if self.decode_stack is not None and ctx.mode is ForwardMode.DECODE and ctx.ops.name == "cpu":
+            # the same layers, one C++ call (`llama_decode_stack`)
+            x, residual = self.decode_stack.forward(x, positions, rope.cos, rope.sin, ctx.k_buffers, ctx.v_buffers,
+                                                    ctx.out_cache_loc, ctx.kv_indptr, ctx.kv_indices, ctx.sm_scale)
+        else:
+            residual = None
+            for layer in self.layers:
+                x, residual = layer.forward_fused(x, residual, rope, ctx, self.fused)
         if logit_rows is not None:
             x, residual = x[logit_rows], residual[logit_rows]
         return self.logits_run(self.fused.add_rms_norm(x, residual, self.norm.weight, self.norm.eps)).float()

@@ -10,16 +10,16 @@
 
 namespace sgnb {
 
-enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bf16 = 3 };
+enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Vnni = 3 };
 
-// kAvx512 means avx512f+bw+vl (+vnni where a kernel wants it: check separately); kAvx512Bf16 adds avx512_bf16.
+// kAvx512 means avx512f+bw+vl; kAvx512Vnni adds avx512_vnni (int8 dot products: the packed matmuls).
 inline Isa detect_isa() {
   static const Isa found = [] {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl")) {
-      return __builtin_cpu_supports("avx512bf16") ? Isa::kAvx512Bf16 : Isa::kAvx512;
+      return __builtin_cpu_supports("avx512vnni") ? Isa::kAvx512Vnni : Isa::kAvx512;
     }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
       return Isa::kAvx2;
@@ -31,7 +31,7 @@ inline Isa detect_isa() {
 }
 
 inline std::atomic<int>& isa_cap() {
-  static std::atomic<int> cap{static_cast<int>(Isa::kAvx512Bf16)};
+  static std::atomic<int> cap{static_cast<int>(Isa::kAvx512Vnni)};
   return cap;
 }
 
@@ -44,7 +44,7 @@ inline Isa active_isa() {
 
 inline const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::kAvx512Bf16: return "avx512_bf16";
+    case Isa::kAvx512Vnni: return "avx512_vnni";
     case Isa::kAvx512: return "avx512";
     case Isa::kAvx2: return "avx2";
     default: return "scalar";
@@ -52,11 +52,11 @@ inline const char* isa_name(Isa isa) {
 }
 
 inline Isa isa_from_name(const std::string& name) {
-  if (name == "avx512_bf16") return Isa::kAvx512Bf16;
+  if (name == "avx512_vnni") return Isa::kAvx512Vnni;
   if (name == "avx512") return Isa::kAvx512;
   if (name == "avx2") return Isa::kAvx2;
   if (name == "scalar") return Isa::kScalar;
-  throw std::invalid_argument("unknown ISA '" + name + "': expected avx512_bf16, avx512, avx2 or scalar");
+  throw std::invalid_argument("unknown ISA '" + name + "': expected avx512_vnni, avx512, avx2 or scalar");
 }
 
 }  // namespace sgnb

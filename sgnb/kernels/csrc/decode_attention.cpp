@@ -4,6 +4,7 @@
 #define SGNB_KERNEL_BODY "decode_attention_kernels.h"
 #include "fused_isa.h"
 #include "fused_checks.h"
+#include "kernel_ops.h"
 
 #include <vector>
 
@@ -12,6 +13,10 @@ namespace {
 // (request, KV head) tasks are spread over torch's threads once a chunk of them does this many multiply-adds;
 // a short batch runs on the calling thread.
 constexpr int64_t kParallelWork = 1 << 18;
+
+}  // namespace
+
+namespace sgnb_ops {
 
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_buffer, const at::Tensor& v_buffer,
                             const at::Tensor& kv_indptr, const at::Tensor& kv_indices, double sm_scale) {
@@ -55,10 +60,11 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_buffer, con
   return out;
 }
 
-}  // namespace
+}  // namespace sgnb_ops
 
 void register_decode_attention(pybind11::module_& m) {
   namespace py = pybind11;
+  using namespace sgnb_ops;
   m.def("decode_attention", &decode_attention,
         "one query per request [B, H, D] over its paged KV slots (kv_indptr, kv_indices) -> [B, H, D]",
         py::arg("q"), py::arg("k_buffer"), py::arg("v_buffer"), py::arg("kv_indptr"), py::arg("kv_indices"),

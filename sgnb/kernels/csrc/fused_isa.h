@@ -7,8 +7,7 @@
 // The body is included three times, into namespaces scalar / avx2 / avx512 of an anonymous namespace (each
 // translation unit has its own copies), each inside its `#pragma GCC target` region with the matching Vec
 // (fused_vec.h). The extension is built for baseline x86-64, so only the chosen body runs wider instructions.
-// avx512_bf16 machines take the avx512 body: these kernels accumulate in fp32, where BF16 dot products gain
-// nothing.
+// avx512_vnni machines take the avx512 body: these kernels are fp32 math, where int8 dot products do not serve.
 #pragma once
 
 #include <torch/extension.h>
@@ -67,7 +66,7 @@ namespace avx512 {
 template <class F> void with_isa(F&& f) {
 #if SGNB_HAS_X86
   switch (sgnb::active_isa()) {
-    case sgnb::Isa::kAvx512Bf16:
+    case sgnb::Isa::kAvx512Vnni:
     case sgnb::Isa::kAvx512: f(avx512::Kernels{}); return;
     case sgnb::Isa::kAvx2: f(avx2::Kernels{}); return;
     default: break;

@@ -5,6 +5,7 @@
 #define SGNB_KERNEL_BODY "fused_kernels.h"
 #include "fused_isa.h"
 #include "fused_checks.h"
+#include "kernel_ops.h"
 
 namespace {
 
@@ -19,6 +20,12 @@ void check_rows(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.dim() == 2, name, " must be 2-D [num_tokens, features], got shape ", t.sizes());
   TORCH_CHECK(t.size(1) == 0 || t.stride(1) == 1, name, " must be contiguous in its last dimension");
 }
+
+}  // namespace
+
+namespace sgnb_ops {
+
+namespace {
 
 at::Tensor norm(const at::Tensor& x, const at::Tensor* residual, const at::Tensor& weight,
                 double eps) {
@@ -50,6 +57,8 @@ at::Tensor norm(const at::Tensor& x, const at::Tensor* residual, const at::Tenso
   });
   return out;
 }
+
+}  // namespace
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return norm(x, nullptr, weight, eps);
@@ -142,12 +151,13 @@ void store_kv(at::Tensor k_buffer, at::Tensor v_buffer, const at::Tensor& loc, c
   });
 }
 
-}  // namespace
+}  // namespace sgnb_ops
 
 void register_decode_attention(pybind11::module_& m);   // decode_attention.cpp
 
 void register_fused_ops(pybind11::module_& m) {
   namespace py = pybind11;
+  using namespace sgnb_ops;
   m.def("rms_norm", &rms_norm, "x [T, H] * rsqrt(mean(x^2) + eps) * weight, fp32 statistics", py::arg("x"),
         py::arg("weight"), py::arg("eps"));
   m.def("add_rms_norm", &add_rms_norm, "residual += x in place; returns rms_norm(residual)", py::arg("x"),

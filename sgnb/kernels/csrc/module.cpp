@@ -8,11 +8,12 @@
 
 void register_quant_gemm(pybind11::module_& m);
 void register_fused_ops(pybind11::module_& m);
+void register_decode_stack(pybind11::module_& m);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "sgnb CPU kernels: packed 4/8-bit GEMV/GEMM and fused decode-step ops";
+  m.doc() = "sgnb CPU kernels: packed 4/8-bit GEMV/GEMM, fused decode-step ops and a whole decode stack";
   m.def("cpu_isa", [] { return std::string(sgnb::isa_name(sgnb::active_isa())); },
-        "the vector ISA the kernels dispatch to now: avx512_bf16, avx512, avx2 or scalar");
+        "the vector ISA the kernels dispatch to now: avx512_vnni, avx512, avx2 or scalar");
   m.def("detected_isa", [] { return std::string(sgnb::isa_name(sgnb::detect_isa())); },
         "the best vector ISA this CPU has");
   m.def("set_isa_cap", [](const std::string& name) {
@@ -22,4 +23,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "cap the ISA kernels dispatch to (tests run every path); returns the previous cap");
   register_quant_gemm(m);
   register_fused_ops(m);
+  register_decode_stack(m);
 }

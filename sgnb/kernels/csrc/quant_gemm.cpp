@@ -1,13 +1,13 @@
 // Packed 4/8-bit matmuls: y = x @ W.T (+ bias) with W a PackedWeight (sgnb/kernels/quant_weights.py), and
 // stream_bytes, the weight-streaming bound the benchmarks compare against.
 //
-// 1..kMaxGemvRows activation rows: the packed weights stream once per call; each 16-row tile of W is decoded
-// in registers (vector bodies: quant_gemm_simd.h, one copy per ISA) while the activation rows pass over it,
-// accumulating Σ q x per 32-block in fp32 and applying the block's scale then: y += d Σ q x + m Σ x.
-// Paths: avx512_bf16 (4-bit weights): nibbles -> bf16 by a vpermw lookup, vdpbf16ps dot products, fp32 x
-// split into bf16 hi + lo so fp32 accuracy stays; avx512 / avx2: nibbles -> int32 -> fp32, FMAs; scalar loops.
-// More rows (prefill): slabs of output rows are dequantized (gguf's exact values, in x's dtype) into a buffer
-// and multiplied by at::mm. Threads: at::parallel_for over output tiles.
+// avx512_vnni CPUs: the int8 dot products of quant_vnni.cpp, for every row count with fp32 activations and for
+// 1..kMaxGemvRows bf16 ones. Otherwise, 1..kMaxGemvRows activation rows: the packed weights stream once per call; each 16-row tile of W is
+// decoded in registers (vector bodies: quant_gemm_simd.h, one copy per ISA: avx512, avx2) while the activation
+// rows pass over it, accumulating Σ q x per 32-block in fp32 FMAs and applying the block's scale then:
+// y += d Σ q x + m Σ x; scalar loops elsewhere. More rows (prefill): slabs of output rows are dequantized
+// (gguf's exact values, in x's dtype) into a buffer and multiplied by at::mm. Threads: at::parallel_for over
+// output tiles.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -20,26 +20,16 @@
 #include <vector>
 
 #include "cpu_features.h"
+#include "kernel_ops.h"
+#include "quant_packed.h"
 
 namespace sgnb_quant {
 
-enum class QType { kQ4_0, kQ4_1, kQ8_0 };
-constexpr int kTile = 16;           // output rows per packed tile
-constexpr int kBlock = 32;          // weights per quant block
 constexpr int64_t kMaxGemvRows = 64;
 // independent accumulator chains per activation row in a block's dot products: fewer rows need more of
 // them to hide the FMA latency; four rows at a time fill the registers with four each
 constexpr int chains(int rows) { return rows <= 2 ? 8 : 4; }
 constexpr int64_t kSlabTiles = 256;  // prefill: output rows dequantized per at::mm (4096 rows)
-
-// Raw pointers into one PackedWeight's buffers.
-struct PackedView {
-  QType qtype;
-  const uint8_t* qs;          // [num_tiles, num_blocks, quant_bytes]
-  const at::Half* scales;     // [num_tiles, num_blocks, kTile]
-  const at::Half* mins;       // same, Q4_1 only (else nullptr)
-  int64_t num_tiles, num_blocks, quant_bytes;
-};
 
 // ---- scalar: plain loops over the same layout (also the reference for the vector paths' tests) ----
 namespace scalar {
@@ -103,14 +93,9 @@ uint64_t sum_words(const uint64_t* p, int64_t n) {
 
 }  // namespace scalar
 
-// bf16 of q - 8 for the nibbles q = 0..15 (a vpermw table: a nibble's index picks its value). Centered
-// quants keep Σ (q - 8) x small next to Q4_1's offset term, so less cancels (offset m + 8 d, kCentered).
-alignas(64) constexpr uint16_t kNibbleBf16[32] = {0xC100, 0xC0E0, 0xC0C0, 0xC0A0, 0xC080, 0xC040, 0xC000, 0xBF80,
-                                                  0x0000, 0x3F80, 0x4000, 0x4040, 0x4080, 0x40A0, 0x40C0, 0x40E0};
-
-// ---- AVX512: 16 lanes = the 16 rows of a tile (+ the avx512_bf16 dot products for 4-bit weights) ----
+// ---- AVX512: 16 lanes = the 16 rows of a tile ----
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,fma,f16c")
+#pragma GCC target("avx512f,avx512bw,avx512vl,fma,f16c")
 namespace avx512 {
 struct V {
   static constexpr int kLanes = 16;
@@ -138,50 +123,6 @@ struct V {
     _mm256_storeu_si256((__m256i*)p, _mm512_cvtepi32_epi16(rounded));
   }
 };
-
-// bf16 activation rows [rows, ld]: x = hi (+ lo, the fp32 rounding rest, when kSplit: fp32 activations keep
-// fp32 accuracy as hi + lo; bf16 times a 4-bit integer is exact in the fp32 dot product).
-template <bool kSplit>
-struct ActBf16 {
-  static constexpr bool kCentered = true;     // block_sums sums (q - 8) x
-  const uint16_t* hi;
-  const uint16_t* lo;
-  int64_t ld;
-  ActBf16 rows_from(int64_t r) const { return {hi + r * ld, kSplit ? lo + r * ld : nullptr, ld}; }
-};
-
-inline __m512bh pair(const uint16_t* p) {   // (p[0], p[1]) in every 32-bit lane
-  int32_t bits;
-  std::memcpy(&bits, p, 4);
-  return (__m512bh)_mm512_set1_epi32(bits);
-}
-
-// 4-bit weights only (Q8_0 takes the fp32 path). Lane i of a dot product = row i, its words = the two columns
-// of a pair: exactly the packed byte order, so a chunk's 32 bytes widen to words, and vpermw turns each nibble
-// into its bf16 value: low nibbles = columns (2c, 2c + 1), high nibbles = (16 + 2c, 17 + 2c).
-template <int R, bool kSplit>
-inline void block_sums(QType, const uint8_t* q, int, const ActBf16<kSplit>& a, int64_t col0,
-                       __m512 (&s)[R][chains(R)]) {
-  constexpr int C = chains(R), kPerChunk = kSplit ? 4 : 2;    // chains a chunk feeds
-  const __m512i table = _mm512_load_si512(kNibbleBf16);
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < C; ++j) s[r][j] = _mm512_setzero_ps();
-  for (int c = 0; c < 8; ++c) {
-    const __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i*)(q + c * 32)));
-    const __m512bh q0 = (__m512bh)_mm512_permutexvar_epi16(_mm512_and_si512(v, _mm512_set1_epi16(0x0F)), table);
-    const __m512bh q1 = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(v, 4), table);
-    const int j = (c % (C / kPerChunk)) * kPerChunk;
-    for (int r = 0; r < R; ++r) {
-      const int64_t at = r * a.ld + col0 + 2 * c;
-      s[r][j] = _mm512_dpbf16_ps(s[r][j], q0, pair(a.hi + at));
-      s[r][j + 1] = _mm512_dpbf16_ps(s[r][j + 1], q1, pair(a.hi + at + 16));
-      if (kSplit) {
-        s[r][j + 2] = _mm512_dpbf16_ps(s[r][j + 2], q0, pair(a.lo + at));
-        s[r][j + 3] = _mm512_dpbf16_ps(s[r][j + 3], q1, pair(a.lo + at + 16));
-      }
-    }
-  }
-}
 
 #include "quant_gemm_simd.h"
 
@@ -238,7 +179,7 @@ void gemv_tiles(const PackedView& w, const float* x, const float* xsum, int64_t 
                 int64_t out_features, const float* bias, int64_t tile_begin, int64_t tile_end) {
   const int64_t K = w.num_blocks * kBlock;
   switch (sgnb::active_isa()) {
-    case sgnb::Isa::kAvx512Bf16:
+    case sgnb::Isa::kAvx512Vnni:
     case sgnb::Isa::kAvx512:
       return avx512::gemv_tiles(w, avx512::ActF32{x, K}, xsum, num_rows, y, out_features, bias, tile_begin,
                                 tile_end);
@@ -252,7 +193,7 @@ void gemv_tiles(const PackedView& w, const float* x, const float* xsum, int64_t 
 template <class Out>
 void dequant_tiles(const PackedView& w, int64_t tile_begin, int64_t tile_end, Out* wt, int64_t ldw) {
   switch (sgnb::active_isa()) {
-    case sgnb::Isa::kAvx512Bf16:
+    case sgnb::Isa::kAvx512Vnni:
     case sgnb::Isa::kAvx512: return avx512::dequant_tiles(w, tile_begin, tile_end, wt, ldw);
     case sgnb::Isa::kAvx2: return avx2::dequant_tiles(w, tile_begin, tile_end, wt, ldw);
     default: return scalar::dequant_tiles(w, tile_begin, tile_end, wt, ldw);
@@ -305,7 +246,11 @@ at::Tensor quant_linear(const at::Tensor& x, const at::Tensor& qs, const at::Ten
   const int64_t num_rows = x.size(0);
   if (num_rows == 0) return at::empty({0, out_features}, x.options());
 
-  if (num_rows > kMaxGemvRows) {   // prefill: dequantize slabs of W.T in x's dtype, at::mm each
+  const bool is_fp32 = x.scalar_type() == at::kFloat;
+  const bool use_vnni = can_use_vnni();
+  // prefill: dequantize slabs of W.T in x's dtype, at::mm each (bf16: oneDNN's bf16 dot products outrun the int8
+  // path there)
+  if (num_rows > kMaxGemvRows && (!use_vnni || !is_fp32)) {
     at::Tensor out = at::empty({num_rows, out_features}, x.options());
     at::Tensor bias_x = bias ? bias->to(x.scalar_type()).contiguous() : at::Tensor();
     const int64_t slab_tiles = std::min(kSlabTiles, w.num_tiles);
@@ -314,7 +259,7 @@ at::Tensor quant_linear(const at::Tensor& x, const at::Tensor& qs, const at::Ten
       const int64_t t1 = std::min(w.num_tiles, t0 + slab_tiles);
       const int64_t n0 = t0 * kTile, n = std::min(out_features, t1 * kTile) - n0;
       at::parallel_for(t0, t1, 1, [&](int64_t begin, int64_t end) {
-        if (x.scalar_type() == at::kFloat)
+        if (is_fp32)
           dequant_tiles(w, begin, end, wt.data_ptr<float>() + (begin - t0) * kTile, wt.size(1));
         else
           dequant_tiles(w, begin, end, wt.data_ptr<at::BFloat16>() + (begin - t0) * kTile, wt.size(1));
@@ -328,50 +273,32 @@ at::Tensor quant_linear(const at::Tensor& x, const at::Tensor& qs, const at::Ten
 
   // The activations' per-call forms go into plain buffers, not torch ops: at one row, dispatching a few torch
   // ops per matmul would cost about as much as the matmul itself.
-  const bool is_fp32 = x.scalar_type() == at::kFloat;
-  const bool dot_bf16 = sgnb::active_isa() == sgnb::Isa::kAvx512Bf16 && w.qtype != QType::kQ8_0;
-  const int64_t n = num_rows * K;
-  const float* xp = is_fp32 ? x.data_ptr<float>() : nullptr;
-  const at::BFloat16* xb = is_fp32 ? nullptr : x.data_ptr<at::BFloat16>();
-  const uint16_t* hp = reinterpret_cast<const uint16_t*>(xb);
-  std::vector<float> xf;                  // bf16 x as fp32 for the fp32 paths
-  std::vector<uint16_t> hi, lo;           // fp32 x as bf16 hi + lo for the dot-product path
-  if (!is_fp32 && !dot_bf16) {
-    xf.resize(n);
-    for (int64_t i = 0; i < n; ++i) xf[i] = static_cast<float>(xb[i]);
-    xp = xf.data();
-  }
-  if (is_fp32 && dot_bf16) {
-    hi.resize(n);
-    lo.resize(n);
-    for (int64_t i = 0; i < n; ++i) {
-      const at::BFloat16 h(xp[i]);
-      hi[i] = h.x;
-      lo[i] = at::BFloat16(xp[i] - static_cast<float>(h)).x;
-    }
-    hp = hi.data();
-  }
-  std::vector<float> xsum(num_rows * w.num_blocks);   // [rows, num_blocks]: Σ x per block
-  for (int64_t i = 0; i < num_rows * w.num_blocks; ++i) {
-    float sum = 0.0f;
-    for (int k = 0; k < kBlock; ++k)
-      sum += xp ? xp[i * kBlock + k] : static_cast<float>(xb[i * kBlock + k]);
-    xsum[i] = sum;
-  }
   at::Tensor bias_f = bias ? bias->to(at::kFloat).contiguous() : at::Tensor();
   const float* bp = bias ? bias_f.data_ptr<float>() : nullptr;
   at::Tensor out = at::empty({num_rows, out_features}, x.options());
   std::vector<float> y_fp32(is_fp32 ? 0 : num_rows * out_features);   // bf16 x: the results before the cast
   float* yp = is_fp32 ? out.data_ptr<float>() : y_fp32.data();
-  const float* sp = xsum.data();
-  at::parallel_for(0, w.num_tiles, 1, [&](int64_t begin, int64_t end) {
-    if (dot_bf16 && is_fp32)
-      avx512::gemv_tiles(w, avx512::ActBf16<true>{hp, lo.data(), K}, sp, num_rows, yp, out_features, bp, begin, end);
-    else if (dot_bf16)
-      avx512::gemv_tiles(w, avx512::ActBf16<false>{hp, nullptr, K}, sp, num_rows, yp, out_features, bp, begin, end);
-    else
-      gemv_tiles(w, xp, sp, num_rows, yp, out_features, bp, begin, end);
-  });
+  if (use_vnni) {
+    vnni_linear(w, x.data_ptr(), !is_fp32, num_rows, yp, out_features, bp);
+  } else {
+    const int64_t n = num_rows * K;
+    std::vector<float> xf;                  // bf16 x as fp32
+    if (!is_fp32) {
+      const at::BFloat16* xb = x.data_ptr<at::BFloat16>();
+      xf.resize(n);
+      for (int64_t i = 0; i < n; ++i) xf[i] = static_cast<float>(xb[i]);
+    }
+    const float* xp = is_fp32 ? x.data_ptr<float>() : xf.data();
+    std::vector<float> xsum(num_rows * w.num_blocks);   // [rows, num_blocks]: Σ x per block
+    for (int64_t i = 0; i < num_rows * w.num_blocks; ++i) {
+      float sum = 0.0f;
+      for (int k = 0; k < kBlock; ++k) sum += xp[i * kBlock + k];
+      xsum[i] = sum;
+    }
+    at::parallel_for(0, w.num_tiles, 1, [&](int64_t begin, int64_t end) {
+      gemv_tiles(w, xp, xsum.data(), num_rows, yp, out_features, bp, begin, end);
+    });
+  }
   if (!is_fp32) {
     at::BFloat16* op = out.data_ptr<at::BFloat16>();
     for (int64_t i = 0; i < num_rows * out_features; ++i) op[i] = at::BFloat16(yp[i]);

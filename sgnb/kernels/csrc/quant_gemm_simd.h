@@ -10,7 +10,6 @@
 
 // fp32 activation rows x [rows, ld].
 struct ActF32 {
-  static constexpr bool kCentered = false;    // block_sums sums q x
   const float* x;
   int64_t ld;
   ActF32 rows_from(int64_t r) const { return {x + r * ld, ld}; }
@@ -55,10 +54,10 @@ inline void block_sums(QType qtype, const uint8_t* q, int h, const ActF32& a, in
 }
 
 // y[r, row] = Σ_blocks d[row] * Σ q x + m[row] * Σ x, for R activation rows and one (sub-)tile:
-// a: R activation rows (Act: ActF32 here, or a block_sums overload declared before this file's inclusion),
+// a: R activation rows,
 // xsum [R, ld_xsum] (Σ x per block), y [R, ldy] written for the `valid` rows of the lanes.
-template <int R, class Act>
-inline void gemv_subtile(const PackedView& w, int64_t t, int h, const Act& a, const float* xsum,
+template <int R>
+inline void gemv_subtile(const PackedView& w, int64_t t, int h, const ActF32& a, const float* xsum,
                          int64_t ld_xsum, float* y, int64_t ldy, const float* bias, int valid) {
   using F = typename V::F;
   F acc[R];
@@ -72,7 +71,6 @@ inline void gemv_subtile(const PackedView& w, int64_t t, int h, const Act& a, co
     block_sums<R>(w.qtype, q + b * w.quant_bytes, h, a, b * kBlock, s);
     F dv = V::halves(d + b * kTile);
     F mv = m ? V::halves(m + b * kTile) : V::mul(dv, V::set1(-8.0f));   // Q4_0: w = d q - 8 d
-    if (Act::kCentered) mv = V::fma(dv, V::set1(8.0f), mv);             // w = d (q - 8) + (m + 8 d)
     for (int r = 0; r < R; ++r) {
       for (int j = chains(R) / 2; j >= 1; j /= 2)          // pairwise: 8 -> 4 -> 2 -> 1 chains
         for (int i = 0; i < j; ++i) s[r][i] = V::add(s[r][i], s[r][i + j]);
@@ -89,8 +87,7 @@ inline void gemv_subtile(const PackedView& w, int64_t t, int h, const Act& a, co
 
 // The GEMV y = x W.T (+ bias), all rows, for tiles [tile_begin, tile_end): each tile's weights stay in L1
 // while the activation rows pass over them, four at a time.
-template <class Act>
-inline void gemv_tiles(const PackedView& w, const Act& a, const float* xsum, int64_t num_rows, float* y,
+inline void gemv_tiles(const PackedView& w, const ActF32& a, const float* xsum, int64_t num_rows, float* y,
                        int64_t out_features, const float* bias, int64_t tile_begin, int64_t tile_end) {
   const int64_t nb = w.num_blocks;
   for (int64_t t = tile_begin; t < tile_end; ++t) {
