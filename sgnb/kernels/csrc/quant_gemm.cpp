@@ -2,12 +2,12 @@
 // stream_bytes, the weight-streaming bound the benchmarks compare against.
 //
 // avx512_vnni CPUs: the int8 dot products of quant_vnni.cpp, for every row count with fp32 activations and for
-// 1..kMaxGemvRows bf16 ones. Otherwise, 1..kMaxGemvRows activation rows: the packed weights stream once per call; each 16-row tile of W is
-// decoded in registers (vector bodies: quant_gemm_simd.h, one copy per ISA: avx512, avx2) while the activation
-// rows pass over it, accumulating Σ q x per 32-block in fp32 FMAs and applying the block's scale then:
-// y += d Σ q x + m Σ x; scalar loops elsewhere. More rows (prefill): slabs of output rows are dequantized
-// (gguf's exact values, in x's dtype) into a buffer and multiplied by at::mm. Threads: at::parallel_for over
-// output tiles.
+// 1..kMaxGemvRows bf16 ones. Otherwise, 1..kMaxGemvRows activation rows: the packed weights stream once per
+// call; each 16-row tile of W is decoded in registers (vector bodies: quant_gemm_simd.h, one copy per ISA:
+// avx512, avx2) while the activation rows pass over it, accumulating Σ q x per 32-block in fp32 FMAs and
+// applying the block's scale then: y += d Σ q x + m Σ x; scalar loops elsewhere. More rows (prefill): slabs of
+// output rows are dequantized (gguf's exact values, in x's dtype) into a buffer and multiplied by at::mm.
+// Threads: at::parallel_for over output tiles.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>

@@ -17,6 +17,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "cpu_features.h"
@@ -63,9 +64,13 @@ void quantize_row(const T* x, int64_t nb, bool is_q8, int64_t row, int64_t num_r
     __m512 v[2] = {load16(x + b * kBlock), load16(x + b * kBlock + 16)};
     xsum[at] = _mm512_reduce_add_ps(_mm512_add_ps(v[0], v[1]));
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])));
-    // a block of (near) zeros quantizes to zeros; inf / NaN give a non-finite scale, so y is non-finite too
-    const bool is_zero = !(amax >= 1e-30f) && amax == amax;
-    scale[at] = is_zero ? 0.0f : amax / (127.0f * kLevelScale * kLevelScale);
+    // a block of (near) zeros quantizes to zeros; a NaN (which max can drop) or inf gives a non-finite scale,
+    // so y is non-finite too
+    const bool has_nan =
+        (_mm512_cmp_ps_mask(v[0], v[0], _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v[1], v[1], _CMP_UNORD_Q)) != 0;
+    const bool is_zero = !has_nan && !(amax >= 1e-30f);
+    scale[at] = has_nan ? std::numeric_limits<float>::quiet_NaN()
+                        : is_zero ? 0.0f : amax / (127.0f * kLevelScale * kLevelScale);
     const __m512 inv = _mm512_set1_ps(is_zero ? 0.0f : 127.0f / amax);
     v[0] = _mm512_mul_ps(v[0], inv);
     v[1] = _mm512_mul_ps(v[1], inv);
@@ -127,7 +132,8 @@ void tile_rows(const PackedView& w, int64_t t, const ActQ8& a, int64_t row0, flo
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t at = (t * nb + b) * kTile, arow = b * a.num_rows + row0;
     const uint8_t* q = w.qs + (t * nb + b) * w.quant_bytes;
-    // a few blocks ahead (into the next tile at a tile's end): the weights stream from memory once per call
+    // a few blocks ahead (into the next tile at a tile's end; past the last one too: prefetches never fault):
+    // the weights stream from memory once per call
     for (int64_t p = 0; p < w.quant_bytes; p += 64)
       _mm_prefetch(reinterpret_cast<const char*>(q + kPrefetchBlocks * w.quant_bytes + p), _MM_HINT_T0);
     if (b % 2 == 0) {
