@@ -14,6 +14,18 @@ from tests.engine.paged_steps import step_logits
 pytestmark = pytest.mark.skipif(load_cpu_extension() is None, reason="the C++ CPU kernels do not build here")
 
 
+class CountingStack:
+    """The model's real DecodeStack, counting the steps it runs (so a test knows the stack, not the per-layer
+    path, produced the logits)."""
+
+    def __init__(self, stack):
+        self.stack, self.num_calls = stack, 0
+
+    def forward(self, *args):
+        self.num_calls += 1
+        return self.stack.forward(*args)
+
+
 @pytest.fixture(scope="module")
 def tiny_folder(smollm2_path, tmp_path_factory):
     from tests.conftest import make_tiny_model
@@ -28,7 +40,9 @@ def test_decode_steps_in_one_call_equal_the_per_layer_path_bit_for_bit(tiny_fold
     assert model.decode_stack is not None and model.decode_stack.num_layers == model.cfg.num_layers
     assert model.layers[0].self_attn.qkv_proj.bias is not None
     prompt = list(range(200, 237))
+    model.decode_stack = counting = CountingStack(model.decode_stack)
     stacked = step_logits(model, prompt, 5, "cpu")
+    assert counting.num_calls == 5                  # every decode step, not the prefill
     model.decode_stack = None                       # the per-layer fused path
     per_layer = step_logits(model, prompt, 5, "cpu")
     for ours, reference in zip(stacked, per_layer, strict=True):
@@ -41,7 +55,9 @@ def test_real_model_decode_steps_equal_the_per_layer_path(smollm2_path):
     model, _ = load_model(smollm2_path / "model.gguf", torch.bfloat16, "cpu", quantization="gguf", cpu_kernels=True)
     assert model.decode_stack is not None
     prompt = list(range(1000, 1020))
+    model.decode_stack = counting = CountingStack(model.decode_stack)
     stacked = step_logits(model, prompt, 3, "cpu")
+    assert counting.num_calls == 3
     model.decode_stack = None
     assert all(torch.equal(a, b) for a, b in zip(stacked, step_logits(model, prompt, 3, "cpu"), strict=True))
 

@@ -23,6 +23,7 @@ from torch import nn
 from sgnb.engine.attention import AttentionContext, ForwardMode
 from sgnb.engine.model_config import ModelConfig, rope_inv_freq
 from sgnb.engine.models.base import LM_HEAD, CausalLM
+from sgnb.engine.models.llama_decode_stack import build_decode_stack
 from sgnb.kernels.linear import make_linear
 
 if TYPE_CHECKING:
@@ -231,9 +232,7 @@ class LlamaForCausalLM(CausalLM):
         head = packed.get(LM_HEAD)
         self.logits_run = (make_linear(self.lm_head_weight, None, prepack) if head is None
                            else make_quant_linear(head))
-        from sgnb.engine.models.llama_decode_stack import build_decode_stack
-
-        self.decode_stack = build_decode_stack(self) if fused is not None else None
+        self.decode_stack = build_decode_stack(self)
 
     def projection_names(self) -> list[str]:
         names = [f"layers.{name}.weight" for name, module in self.layers.named_modules()

@@ -23,8 +23,10 @@ def build_decode_stack(model: LlamaForCausalLM) -> Any | None:
     from sgnb.engine.models.llama import MLP, Attention, DecoderLayer
     from sgnb.kernels.cpu_extension import load_cpu_extension
 
+    if model.fused is None or model.fused.name != "cpp":
+        return None
     ext = load_cpu_extension()
-    if ext is None or model.fused is None or model.fused.name != "cpp":
+    if ext is None:
         return None
     packed, layers = model.packed_weights, []
     for i, layer in enumerate(model.layers):
