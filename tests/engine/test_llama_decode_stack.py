@@ -7,7 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sgnb.engine.attention import AttentionContext, ForwardMode
+from sgnb.engine.kv_cache import KVPool
 from sgnb.engine.weights import load_model
+from sgnb.kernels.backend import get_attention_ops
 from sgnb.kernels.cpu_extension import load_cpu_extension
 from tests.engine.paged_steps import step_logits
 
@@ -24,6 +27,43 @@ class CountingStack:
     def forward(self, *args):
         self.num_calls += 1
         return self.stack.forward(*args)
+
+
+def can_run_one_region() -> bool:
+    """Whether this machine takes the stack's one-region path (int8 dot products and a second thread)."""
+    return load_cpu_extension().cpu_isa() == "avx512_vnni" and torch.get_num_threads() > 1
+
+
+def batch_decode_logits(model, prompts: list[list[int]], num_steps: int) -> list[torch.Tensor]:
+    """Each prompt prefilled on its own, then `num_steps` greedy decode steps of all of them in one batch; a
+    sequence's slots interleave with the others' (token t of sequence j at slot 1 + t * len(prompts) + j), as
+    a running batch's do in the engine. Returns each step's logits [len(prompts), vocab]."""
+    cfg, num_seqs = model.cfg, len(prompts)
+    lens = [len(p) for p in prompts]
+    pool = KVPool(cfg, 1 + num_seqs * (max(lens) + num_steps), model.embed_tokens.weight.dtype, "cpu")
+    ops = get_attention_ops("cpu", "cpu")
+
+    def slots(j: int, ts) -> torch.Tensor:
+        return torch.tensor([1 + t * num_seqs + j for t in ts])
+
+    def context(mode, loc, qo_indptr, kv_lens, kv_indices):
+        return AttentionContext(mode, ops, pool.k_buffers, pool.v_buffers, out_cache_loc=loc, qo_indptr=qo_indptr,
+                                kv_indptr=torch.tensor([0, *kv_lens]).cumsum(0), kv_indices=kv_indices,
+                                sm_scale=cfg.head_dim ** -0.5)
+
+    with torch.inference_mode():
+        last = [model(torch.tensor(p), torch.arange(n),
+                      context(ForwardMode.EXTEND, slots(j, range(n)), torch.tensor([0, n]), [0],
+                              torch.zeros(0, dtype=torch.int64)))[-1] for j, (p, n) in enumerate(zip(prompts, lens))]
+        steps = []
+        for _ in range(num_steps):
+            tokens = torch.stack([row.argmax() for row in last])
+            loc = torch.cat([slots(j, [n]) for j, n in enumerate(lens)])
+            kv_indices = torch.cat([slots(j, range(n + 1)) for j, n in enumerate(lens)])
+            steps.append(model(tokens, torch.tensor(lens), context(ForwardMode.DECODE, loc, torch.arange(num_seqs + 1),
+                                                                  [n + 1 for n in lens], kv_indices)))
+            last, lens = list(steps[-1]), [n + 1 for n in lens]
+    return steps
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +124,38 @@ def test_bad_input_names_the_problem(tiny_folder):
     ext = load_cpu_extension()
     with pytest.raises(ValueError, match="DecodeStack: no layers"):
         ext.DecodeStack([], 1e-5, 4, 2, 16)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_batch_in_one_parallel_region_equals_op_by_op_and_the_per_layer_path(tiny_folder, dtype):
+    model, _ = load_model(tiny_folder, dtype, "cpu", quantization="q4_1", cpu_kernels=True)
+    stack = model.decode_stack
+    prompts = [list(range(200, 237)), list(range(300, 305)), list(range(400, 420))]   # different lengths
+    one_region = batch_decode_logits(model, prompts, 4)
+    assert stack.last_path == ("one_region" if can_run_one_region() else "per_op")
+    stack.one_region = False
+    op_by_op = batch_decode_logits(model, prompts, 4)
+    assert stack.last_path == "per_op"
+    model.decode_stack = None
+    per_layer = batch_decode_logits(model, prompts, 4)
+    for a, b, c in zip(one_region, op_by_op, per_layer, strict=True):
+        assert a.shape == (3, model.cfg.vocab_size)
+        assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_a_bad_slot_inside_a_step_raises_and_the_next_step_runs(tiny_folder):
+    model, _ = load_model(tiny_folder, torch.float32, "cpu", quantization="q8_0", cpu_kernels=True)
+    cfg, stack = model.cfg, model.decode_stack
+    pool = KVPool(cfg, 16, torch.float32, "cpu")
+    x = torch.randn(2, cfg.hidden_size)
+    args = [torch.tensor([3, 1]), model.rotary.cos, model.rotary.sin, pool.k_buffers, pool.v_buffers,
+            torch.tensor([5, 6]), torch.tensor([0, 4, 6])]
+    with pytest.raises(RuntimeError, match=r"kv_indices\[3\] = 99 is out of range \[0, 16\)"):
+        stack.forward(x.clone(), *args, torch.tensor([1, 2, 3, 99, 4, 6]), 0.25)
+    good = torch.tensor([1, 2, 3, 5, 4, 6])
+    ours = stack.forward(x.clone(), *args, good, 0.25)
+    assert stack.last_path == ("one_region" if can_run_one_region() else "per_op")
+    stack.one_region = False
+    reference = stack.forward(x.clone(), *args, good, 0.25)
+    assert all(torch.equal(a, b) for a, b in zip(ours, reference, strict=True))
+    assert torch.isfinite(ours[0]).all()

@@ -5,33 +5,109 @@
 // The weights are bound once (DecodeStack's constructor keeps references to the model's tensors); each step
 // passes the batch's tensors. The math is exactly the per-layer fused path of sgnb/engine/models/llama.py
 // (DecoderLayer.forward_fused), op for op, so the results are bit for bit the same.
+//
+// Threads: on the int8 path (quant_vnni.cpp) the whole step is ONE parallel region. Its phases (a norm, a
+// matmul's tiles, the attention's tasks) are split over the threads and separated by spinning barriers, so a
+// step wakes the thread pool once instead of four times per layer. That matters beyond the saved fork/joins:
+// once a second Python thread has used torch's OpenMP (a notebook's own torch code does), libgomp counts more
+// threads than cores and puts idle workers to sleep at once, and every parallel region then pays a wake-up;
+// at batch 1 that took the engine from 200 to 85 tokens/s on a 2-core machine. Elsewhere (other ISAs, bf16
+// beyond the int8 path's rows, one thread) each op runs as its own call.
 #include <torch/extension.h>
 
+#include <ATen/Parallel.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 #include "kernel_ops.h"
+#include "quant_packed.h"
 
 namespace {
 
-// x @ W.T (+ bias) for a packed W (sgnb.kernels.quant_weights.PackedWeight's buffers).
+using sgnb_quant::ActQ8Buffers;
+using sgnb_quant::kTile;
+
+// x @ W.T (+ bias) for a packed W (sgnb.kernels.quant_weights.PackedWeight's buffers), checked once.
 struct PackedLinear {
+  PackedLinear(at::Tensor qs_, at::Tensor scales_, c10::optional<at::Tensor> mins_, std::string qtype_,
+               int64_t out_features_, c10::optional<at::Tensor> bias_)
+      : qs(std::move(qs_)), scales(std::move(scales_)), mins(std::move(mins_)), qtype(std::move(qtype_)),
+        out_features(out_features_), bias(std::move(bias_)),
+        view(sgnb_quant::check_packed(qs, scales, mins, qtype, out_features)) {
+    TORCH_CHECK_VALUE(!bias || (bias->dim() == 1 && bias->size(0) == out_features && bias->is_floating_point()),
+                      "PackedLinear: bias must be a float [", out_features, "] tensor");
+    if (bias) bias_f32 = bias->to(at::kFloat).contiguous();   // what quant_linear adds
+  }
+
+  at::Tensor operator()(const at::Tensor& x) const {
+    return sgnb_quant::quant_linear(x, qs, scales, mins, qtype, out_features, bias);
+  }
+
+  int64_t in_features() const { return view.num_blocks * sgnb_quant::kBlock; }
+  const float* bias_data() const { return bias ? bias_f32.data_ptr<float>() : nullptr; }
+
   at::Tensor qs, scales;
   c10::optional<at::Tensor> mins;
   std::string qtype;
   int64_t out_features;
   c10::optional<at::Tensor> bias;
-
-  at::Tensor operator()(const at::Tensor& x) const {
-    return sgnb_quant::quant_linear(x, qs, scales, mins, qtype, out_features, bias);
-  }
+  sgnb_quant::PackedView view;
+  at::Tensor bias_f32;
 };
 
 struct LayerWeights {
   at::Tensor input_norm, post_attention_norm;      // [hidden]
   PackedLinear qkv, o, gate_up, down;
 };
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+// A barrier for one parallel region's threads that spins instead of sleeping (a phase of a decode step lasts
+// microseconds, less than a futex wake-up), and yields after a while so an oversubscribed core still moves.
+class SpinBarrier {
+ public:
+  void wait(int num_threads) {
+    const int generation = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == num_threads) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.store(generation + 1, std::memory_order_release);
+      return;
+    }
+    for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
+      if (spins < kSpinsBeforeYield) cpu_relax();
+      else std::this_thread::yield();
+    }
+  }
+
+ private:
+  static constexpr int kSpinsBeforeYield = 1 << 14;
+  alignas(64) std::atomic<int> arrived_{0};
+  alignas(64) std::atomic<int> generation_{0};
+};
+
+// [begin, end) of `total` for thread `tid` of `num_threads`: contiguous, even chunks (at::parallel_for's split)
+inline std::pair<int64_t, int64_t> chunk(int64_t total, int tid, int num_threads) {
+  const int64_t size = (total + num_threads - 1) / num_threads;
+  const int64_t begin = std::min(total, tid * size);
+  return {begin, std::min(total, begin + size)};
+}
 
 class DecodeStack {
  public:
@@ -57,16 +133,53 @@ class DecodeStack {
                           static_cast<int64_t>(v_buffers.size()) == num_layers,
                       "DecodeStack: expected ", num_layers, " k and v buffers, got ", k_buffers.size(), " and ",
                       v_buffers.size());
+    const Step step{positions, cos, sin, k_buffers, v_buffers, out_cache_loc, kv_indptr, kv_indices, sm_scale};
+    const bool is_fp32 = x.scalar_type() == at::kFloat;
+    const bool is_rows_ok = x.dim() == 2 && x.is_contiguous() && x.size(0) > 0 &&
+                            (is_fp32 || (x.scalar_type() == at::kBFloat16 && x.size(0) <= 64));
+    if (one_region && at::get_num_threads() > 1 && sgnb_quant::can_use_vnni() && is_rows_ok &&
+        !at::in_parallel_region()) {
+      last_path_ = "one_region";
+      return forward_region(std::move(x), step);
+    }
+    last_path_ = "per_op";
+    return forward_per_op(std::move(x), step);
+  }
+
+  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
+
+  bool one_region = true;     // false: every step runs op by op (tests and benchmarks compare the two)
+  const std::string& last_path() const { return last_path_; }
+
+ private:
+  struct Step {
+    const at::Tensor& positions;
+    const at::Tensor& cos;
+    const at::Tensor& sin;
+    const std::vector<at::Tensor>& k_buffers;
+    const std::vector<at::Tensor>& v_buffers;
+    const at::Tensor& out_cache_loc;
+    const at::Tensor& kv_indptr;
+    const at::Tensor& kv_indices;
+    double sm_scale;
+  };
+
+  at::Tensor q_heads(const at::Tensor& qkv) const {     // [batch, num_heads, head_dim], a view of qkv
+    return qkv.view({qkv.size(0), num_heads_ + 2 * num_kv_heads_, head_dim_}).narrow(1, 0, num_heads_);
+  }
+
+  // Each op a call of its own (its own threads).
+  std::tuple<at::Tensor, at::Tensor> forward_per_op(at::Tensor x, const Step& s) const {
     at::Tensor residual = x;
-    for (int64_t i = 0; i < num_layers; ++i) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
       const LayerWeights& layer = layers_[i];
       at::Tensor h = i == 0 ? sgnb_ops::rms_norm(x, layer.input_norm, eps_)
                             : sgnb_ops::add_rms_norm(x, residual, layer.input_norm, eps_);
       at::Tensor qkv = layer.qkv(h);              // [batch, (num_heads + 2 num_kv_heads) head_dim]
-      sgnb_ops::rope_store_kv(qkv, positions, cos, sin, num_heads_, num_kv_heads_, k_buffers[i], v_buffers[i],
-                              out_cache_loc);
-      at::Tensor q = qkv.view({qkv.size(0), num_heads_ + 2 * num_kv_heads_, head_dim_}).narrow(1, 0, num_heads_);
-      at::Tensor o = sgnb_ops::decode_attention(q, k_buffers[i], v_buffers[i], kv_indptr, kv_indices, sm_scale);
+      sgnb_ops::rope_store_kv(qkv, s.positions, s.cos, s.sin, num_heads_, num_kv_heads_, s.k_buffers[i],
+                              s.v_buffers[i], s.out_cache_loc);
+      at::Tensor o = sgnb_ops::decode_attention(q_heads(qkv), s.k_buffers[i], s.v_buffers[i], s.kv_indptr,
+                                                s.kv_indices, s.sm_scale);
       h = sgnb_ops::add_rms_norm(layer.o(o.reshape({o.size(0), num_heads_ * head_dim_})), residual,
                                  layer.post_attention_norm, eps_);
       x = layer.down(sgnb_ops::silu_mul(layer.gate_up(h)));
@@ -74,10 +187,105 @@ class DecodeStack {
     return {x, residual};
   }
 
-  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
+  // The whole step in one parallel region (see the top of the file): the same ops on the same data in the same
+  // order as forward_per_op, each matmul's tiles and the attention's tasks split over the threads.
+  std::tuple<at::Tensor, at::Tensor> forward_region(at::Tensor x, const Step& s) const {
+    const int64_t rows = x.size(0);
+    const bool is_fp32 = x.scalar_type() == at::kFloat;
+    int64_t max_blocks = 0, max_out = 0;
+    for (const LayerWeights& layer : layers_) {
+      for (const PackedLinear* w : {&layer.qkv, &layer.o, &layer.gate_up, &layer.down}) {
+        max_blocks = std::max(max_blocks, w->view.num_blocks);
+        max_out = std::max(max_out, w->out_features);
+      }
+    }
+    ActQ8Buffers acts;                 // the matmul input of the moment, quantized
+    acts.resize(rows, max_blocks);
+    std::vector<float> y_fp32(is_fp32 ? 0 : rows * max_out);    // bf16: a matmul's results before the cast
+    at::Tensor residual = x, h, qkv, attn, o, gate_up, act;
+    std::optional<sgnb_ops::DecodeAttention> attention;
+    SpinBarrier barrier;
+    std::atomic<bool> failed{false};
+    std::exception_ptr error;
+    auto fail = [&] {
+      bool expected = false;
+      if (failed.compare_exchange_strong(expected, true)) error = std::current_exception();
+    };
 
- private:
+#pragma omp parallel num_threads(at::get_num_threads())
+    {
+      const int tid = omp_get_thread_num(), num_threads = omp_get_num_threads();
+      // f on thread 0, the others waiting; then every thread continues
+      auto serial = [&](auto&& f) {
+        if (tid == 0 && !failed.load(std::memory_order_relaxed)) {
+          try { f(); } catch (...) { fail(); }
+        }
+        barrier.wait(num_threads);
+      };
+      // f(begin, end) on this thread's chunk of [0, total)
+      auto split = [&](int64_t total, auto&& f) {
+        if (!failed.load(std::memory_order_relaxed)) {
+          const auto [begin, end] = chunk(total, tid, num_threads);
+          try { if (begin < end) f(begin, end); } catch (...) { fail(); }
+        }
+        barrier.wait(num_threads);
+      };
+      // out = in @ W.T (+ bias) for out [rows, out_features], allocated by the serial phase before: in's rows
+      // quantized, then W's tiles; a bf16 out gets each thread's own tile columns cast
+      auto matmul = [&](const PackedLinear& w, const at::Tensor& in, const at::Tensor& out) {
+        split(rows, [&](int64_t begin, int64_t end) {
+          sgnb_quant::vnni_quantize(in.data_ptr(), !is_fp32, w.view.qtype == sgnb_quant::QType::kQ8_0,
+                                    w.view.num_blocks, begin, end, acts);
+        });
+        split(w.view.num_tiles, [&](int64_t begin, int64_t end) {
+          const int64_t n = w.out_features;
+          float* y = is_fp32 ? out.data_ptr<float>() : y_fp32.data();
+          sgnb_quant::vnni_tiles(w.view, acts, y, n, w.bias_data(), begin, end);
+          if (!is_fp32) {
+            at::BFloat16* ob = out.data_ptr<at::BFloat16>();
+            const int64_t c0 = begin * kTile, c1 = std::min(n, end * kTile);
+            for (int64_t r = 0; r < rows; ++r)
+              for (int64_t c = c0; c < c1; ++c) ob[r * n + c] = at::BFloat16(y[r * n + c]);
+          }
+        });
+      };
+      auto empty = [&](const PackedLinear& w) { return at::empty({rows, w.out_features}, x.options()); };
+
+      for (size_t i = 0; i < layers_.size(); ++i) {
+        const LayerWeights& layer = layers_[i];
+        serial([&] {
+          h = i == 0 ? sgnb_ops::rms_norm(x, layer.input_norm, eps_)
+                     : sgnb_ops::add_rms_norm(x, residual, layer.input_norm, eps_);
+          qkv = empty(layer.qkv);
+        });
+        matmul(layer.qkv, h, qkv);
+        serial([&] {
+          sgnb_ops::rope_store_kv(qkv, s.positions, s.cos, s.sin, num_heads_, num_kv_heads_, s.k_buffers[i],
+                                  s.v_buffers[i], s.out_cache_loc);
+          attention.emplace(q_heads(qkv), s.k_buffers[i], s.v_buffers[i], s.kv_indptr, s.kv_indices, s.sm_scale);
+          attn = attention->out.view({rows, num_heads_ * head_dim_});
+          o = empty(layer.o);
+        });
+        split(attention ? attention->num_tasks : 0, [&](int64_t begin, int64_t end) { attention->run(begin, end); });
+        matmul(layer.o, attn, o);
+        serial([&] {
+          h = sgnb_ops::add_rms_norm(o, residual, layer.post_attention_norm, eps_);
+          gate_up = empty(layer.gate_up);
+        });
+        matmul(layer.gate_up, h, gate_up);
+        serial([&] {
+          act = sgnb_ops::silu_mul(gate_up);
+          x = empty(layer.down);
+        });
+        matmul(layer.down, act, x);
+      }
+    }
+    if (error) std::rethrow_exception(error);
+    return {x, residual};
+  }
+
   std::vector<LayerWeights> layers_;
+  mutable std::string last_path_;      // how the last step ran: "one_region" or "per_op"
   double eps_;
   int64_t num_heads_, num_kv_heads_, head_dim_;
 };
@@ -99,8 +307,12 @@ void register_decode_stack(pybind11::module_& m) {
   py::class_<DecodeStack>(m, "DecodeStack", "a Llama decoder stack's decode step in one call")
       .def(py::init<std::vector<LayerWeights>, double, int64_t, int64_t, int64_t>(), py::arg("layers"),
            py::arg("eps"), py::arg("num_heads"), py::arg("num_kv_heads"), py::arg("head_dim"))
-      .def("forward", &DecodeStack::forward, py::arg("x"), py::arg("positions"), py::arg("cos"), py::arg("sin"),
+      .def("forward", &DecodeStack::forward, py::call_guard<py::gil_scoped_release>(), py::arg("x"), py::arg("positions"), py::arg("cos"), py::arg("sin"),
            py::arg("k_buffers"), py::arg("v_buffers"), py::arg("out_cache_loc"), py::arg("kv_indptr"),
            py::arg("kv_indices"), py::arg("sm_scale"))
-      .def_property_readonly("num_layers", &DecodeStack::num_layers);
+      .def_property_readonly("num_layers", &DecodeStack::num_layers)
+      .def_readwrite("one_region", &DecodeStack::one_region,
+                     "run a step in one parallel region where the int8 path serves (default); False: op by op")
+      .def_property_readonly("last_path", &DecodeStack::last_path,
+                             "how the last step ran: 'one_region' or 'per_op' ('' before the first)");
 }

@@ -222,22 +222,36 @@ void tile_range(const PackedView& w, const ActQ8& a, int64_t num_rows, float* y,
 #pragma GCC pop_options
 
 // Outside the target region: library code instantiated here (std::vector, at::parallel_for) stays baseline.
+void ActQ8Buffers::resize(int64_t rows, int64_t num_blocks) {
+  num_rows = rows;
+  bytes.resize(rows * num_blocks * kLevels * kBlock);
+  scale.resize(rows * num_blocks);
+  xsum.resize(rows * num_blocks);
+  offset.resize(rows * num_blocks * kLevels);
+}
+
+void vnni_quantize(const void* x, bool is_bf16, bool is_q8, int64_t num_blocks, int64_t begin, int64_t end,
+                   ActQ8Buffers& a) {
+  quantize_rows(x, is_bf16, is_q8, a.num_rows, num_blocks, begin, end, a.bytes.data(), a.scale.data(),
+                a.xsum.data(), a.offset.data());
+}
+
+void vnni_tiles(const PackedView& w, const ActQ8Buffers& a, float* y, int64_t out_features, const float* bias,
+                int64_t tile_begin, int64_t tile_end) {
+  const ActQ8 view{a.bytes.data(), a.scale.data(), a.xsum.data(), a.offset.data(), a.num_rows};
+  tile_range(w, view, a.num_rows, y, out_features, bias, tile_begin, tile_end);
+}
+
 void vnni_linear(const PackedView& w, const void* x, bool is_bf16, int64_t num_rows, float* y,
                  int64_t out_features, const float* bias) {
-  const int64_t nb = w.num_blocks;
+  ActQ8Buffers a;
+  a.resize(num_rows, w.num_blocks);
   const bool is_q8 = w.qtype == QType::kQ8_0;
-  std::vector<uint8_t> bytes(num_rows * nb * kLevels * kBlock);
-  std::vector<float> scale(num_rows * nb), xsum(num_rows * nb);
-  std::vector<int32_t> offset(num_rows * nb * kLevels);          // Q8's
-  auto quantize = [&](int64_t begin, int64_t end) {
-    quantize_rows(x, is_bf16, is_q8, num_rows, nb, begin, end, bytes.data(), scale.data(), xsum.data(),
-                  offset.data());
-  };
+  auto quantize = [&](int64_t begin, int64_t end) { vnni_quantize(x, is_bf16, is_q8, w.num_blocks, begin, end, a); };
   if (num_rows >= 64) at::parallel_for(0, num_rows, 16, quantize);
   else quantize(0, num_rows);
-  const ActQ8 a{bytes.data(), scale.data(), xsum.data(), offset.data(), num_rows};
   at::parallel_for(0, w.num_tiles, 1, [&](int64_t begin, int64_t end) {
-    tile_range(w, a, num_rows, y, out_features, bias, begin, end);
+    vnni_tiles(w, a, y, out_features, bias, begin, end);
   });
 }
 
