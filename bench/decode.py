@@ -9,7 +9,9 @@ kernels (`--quantization` and `--cpu-kernels/--no-cpu-kernels` choose it). Basel
     matmul work alone, so floor tok/s / transformers tok/s caps any speedup over transformers;
   - the packed-weight streaming bound (the other rows): one pass over the weights that engine's decode step
     reads (every packed buffer, plus any weight its matmuls still read dense) through the extension's
-    `stream_bytes`, fastest of its repeats; bound tok/s = batch / that time;
+    `stream_bytes`, the fastest of 3 right after each decode repeat (memory bandwidth drifts within minutes
+    here, so a repeat is held to the bound of its own moment); bound tok/s = batch / the median of those
+    times, and "of bound" is the median of the repeats' own ratios;
   - transformers `generate` (greedy, batched, same prompts and lengths);
   - llama-cpp-python on the same Q4_1 GGUF at batch 1 (bench/llama_decode.py in bench/.venv-llama's Python);
   - prefill tokens/s of a ~500-token prompt (max_new_tokens=1, prefix cache flushed before each run).
@@ -89,16 +91,30 @@ def gemm_floors(path, dtype: torch.dtype, batch_sizes: list[int], repeats: int) 
     return floors
 
 
-def sgnb_decode_rate(engine, prompt: str, batch: int, new_tokens: int, repeats: int) -> float:
+def sgnb_decode_rate(engine, prompt: str, batch: int, new_tokens: int, repeats: int,
+                     streamed: list[torch.Tensor] | None = None) -> tuple[float, float, float]:
+    """(decode tok/s, bound tok/s, fraction of the bound). With `streamed`, each repeat is followed at once by
+    its own streaming passes over those weights (the fastest of 3), so that a repeat and its bound see the same
+    memory bandwidth (it drifts by 2x within minutes on a shared machine); the fraction is the median of the
+    repeats' own ratios. Without it, the last two are NaN."""
     prompts = [prompt] * batch
 
     def gen(n):
         return lambda: engine.generate(prompts, {"max_new_tokens": n, "temperature": 0, "ignore_eos": True})
 
     gen(2)()
-    full = median_time(gen(new_tokens), repeats)
-    first = median_time(gen(1), repeats)
-    return batch * (new_tokens - 1) / (full - first)
+    steps, streams = [], []
+    for _ in range(repeats):
+        full = median_time(gen(new_tokens), 1)
+        first = median_time(gen(1), 1)
+        steps.append((full - first) / (new_tokens - 1))          # seconds per decode step
+        if streamed:
+            streams.append(run_alone(lambda: stream_seconds(streamed, 3)))
+    rate = batch / statistics.median(steps)
+    if not streams:
+        return rate, math.nan, math.nan
+    return (rate, batch / statistics.median(streams),
+            statistics.median(stream / step for stream, step in zip(streams, steps)))
 
 
 def hf_decode_rates(path, dtype: torch.dtype, tok, prompt: str, batch_sizes: list[int], new_tokens: int,
@@ -152,6 +168,8 @@ def sgnb_prefill_rate(engine, prompt: str, repeats: int) -> float:
 @dataclass(slots=True)
 class EngineRun:
     rates: dict[int, float]               # batch -> decode tok/s
+    bounds: dict[int, float]              # batch -> streaming bound tok/s, measured between the repeats (or NaN)
+    of_bound: dict[int, float]            # batch -> median over the repeats of their step's fraction of the bound
     prefill_rate: float                   # prompt tok/s
     output_ids: list[int]                 # batch 1's greedy tokens
     streamed: list[torch.Tensor]          # the weights one decode step reads (packed buffers and dense leftovers)
@@ -162,11 +180,16 @@ def run_engine(dtype: str, options: dict, prompt: str, prefill_prompt: str, args
     from sgnb.engine import Engine
 
     with Engine("smollm2-135m", dtype=dtype, **options) as engine:
-        rates = {b: sgnb_decode_rate(engine, prompt, b, args.new_tokens, args.repeats) for b in args.batch_sizes}
+        # the dense engine's bound is the GEMM floor (measured apart); packed weights stream between the repeats
+        streamed = None if options == TODAY else streamed_weights(engine.model)
+        measured = {b: sgnb_decode_rate(engine, prompt, b, args.new_tokens, args.repeats, streamed)
+                    for b in args.batch_sizes}
+        rates = {b: m[0] for b, m in measured.items()}
         prefill = sgnb_prefill_rate(engine, prefill_prompt, args.repeats)
         out = engine.generate(prompt, {"max_new_tokens": args.new_tokens, "temperature": 0, "ignore_eos": True})
         stats = engine.stats()
-        run = EngineRun(rates, prefill, out["output_ids"], streamed_weights(engine.model),
+        run = EngineRun(rates, {b: m[1] for b, m in measured.items()}, {b: m[2] for b, m in measured.items()},
+                        prefill, out["output_ids"], streamed_weights(engine.model),
                         f"{stats['weights']} weights ({stats['quantization']}), kernels {stats['kernels']}, "
                         f"attention {stats['attention_backend']}")
         engine.check_integrity()
@@ -234,10 +257,11 @@ def print_rows(dtype_name: str, batch_sizes: list[int], runs: dict[str, EngineRu
         hf = theirs[batch]
         for name, run in runs.items():
             rate, bound = run.rates[batch], bounds[name][batch]
+            of_bound = run.of_bound[batch] if not math.isnan(run.of_bound[batch]) else rate / bound
             vs_dense = rate / dense.rates[batch] if dense is not None else math.nan
             vs_llama = rate / llama["tok_s"] if llama is not None and batch == 1 else math.nan
             print(f"{dtype_name:9s} {batch:5d} {name:9s} {rate:7.1f} {hf:9.1f} {rate / hf:6.2f}x "
-                  f"{bound:12.1f} {rate / bound:9.0%} {bound / hf:8.2f}x {vs_dense:8.2f}x {vs_llama:8.2f}x",
+                  f"{bound:12.1f} {of_bound:9.0%} {bound / hf:8.2f}x {vs_dense:8.2f}x {vs_llama:8.2f}x",
                   flush=True)
 
 
@@ -298,9 +322,8 @@ def main() -> None:
             if systems[name] == TODAY:       # the GEMM floor, as before the kernels
                 floors = run_alone(lambda: gemm_floors(path, dtype, args.batch_sizes, args.repeats * 3))
                 bounds[name] = {b: b / floors[b][0] for b in args.batch_sizes}
-            else:                            # one streaming pass over what the step reads
-                seconds = run_alone(lambda: stream_seconds(run.streamed, args.repeats * 3))
-                bounds[name] = {b: b / seconds for b in args.batch_sizes}
+            else:                            # streaming passes over what the step reads, between the repeats
+                bounds[name] = run.bounds
         theirs = {b: math.nan for b in args.batch_sizes}
         if not args.skip_hf:
             theirs = run_alone(lambda: hf_decode_rates(path, dtype, tok, prompt, args.batch_sizes,

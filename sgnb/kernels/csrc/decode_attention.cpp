@@ -47,6 +47,18 @@ DecodeAttention::DecodeAttention(const at::Tensor& q_, const at::Tensor& k_buffe
   grain = std::max<int64_t>(1, kParallelWork / work_per_task);
 }
 
+void DecodeAttention::rebind(const at::Tensor& q_, const at::Tensor& k_buffer_, const at::Tensor& v_buffer_) {
+  auto same = [](const at::Tensor& a, const at::Tensor& b) {
+    return a.sizes() == b.sizes() && a.strides() == b.strides() && a.scalar_type() == b.scalar_type() &&
+           a.device() == b.device();
+  };
+  TORCH_CHECK(same(q_, q) && same(k_buffer_, k_buffer) && same(v_buffer_, v_buffer),
+              "decode attention: a rebound q and pool must keep the first one's shapes, strides and dtypes");
+  q = q_;
+  k_buffer = k_buffer_;
+  v_buffer = v_buffer_;
+}
+
 void DecodeAttention::run(int64_t begin, int64_t end) const {
   if (begin >= end) return;
   with_dtype(q.scalar_type(), "q", [&](auto qt) {

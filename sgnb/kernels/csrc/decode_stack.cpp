@@ -190,8 +190,11 @@ class DecodeStack {
   // The whole step in one parallel region (see the top of the file): the same ops on the same data in the same
   // order as forward_per_op, each matmul's tiles and the attention's tasks split over the threads.
   std::tuple<at::Tensor, at::Tensor> forward_region(at::Tensor x, const Step& s) const {
+    // up to this many rows, every thread quantizes a matmul's whole input for itself: cheaper than a barrier
+    constexpr int64_t kPrivateRows = 8;
     const int64_t rows = x.size(0);
     const bool is_fp32 = x.scalar_type() == at::kFloat;
+    const int max_threads = at::get_num_threads();
     int64_t max_blocks = 0, max_out = 0;
     for (const LayerWeights& layer : layers_) {
       for (const PackedLinear* w : {&layer.qkv, &layer.o, &layer.gate_up, &layer.down}) {
@@ -199,10 +202,12 @@ class DecodeStack {
         max_out = std::max(max_out, w->out_features);
       }
     }
-    ActQ8Buffers acts;                 // the matmul input of the moment, quantized
-    acts.resize(rows, max_blocks);
+    // the matmul input of the moment, quantized: one per thread (few rows), or one shared
+    std::vector<ActQ8Buffers> acts(rows <= kPrivateRows ? max_threads : 1);
+    for (ActQ8Buffers& a : acts) a.resize(rows, max_blocks);
     std::vector<float> y_fp32(is_fp32 ? 0 : rows * max_out);    // bf16: a matmul's results before the cast
-    at::Tensor residual = x, h, qkv, attn, o, gate_up, act;
+    // a layer's tensors; the projections' outputs are reused from layer to layer where the shapes allow
+    at::Tensor residual = x, h, qkv, attn, o, gate_up, act, out;
     std::optional<sgnb_ops::DecodeAttention> attention;
     SpinBarrier barrier;
     std::atomic<bool> failed{false};
@@ -211,36 +216,45 @@ class DecodeStack {
       bool expected = false;
       if (failed.compare_exchange_strong(expected, true)) error = std::current_exception();
     };
+    auto reuse = [&](const at::Tensor& t, const PackedLinear& w) {
+      return t.defined() && t.size(1) == w.out_features ? t : at::empty({rows, w.out_features}, x.options());
+    };
 
-#pragma omp parallel num_threads(at::get_num_threads())
+#pragma omp parallel num_threads(max_threads)
     {
       const int tid = omp_get_thread_num(), num_threads = omp_get_num_threads();
+      auto guarded = [&](auto&& f) {
+        if (failed.load(std::memory_order_relaxed)) return;
+        try { f(); } catch (...) { fail(); }
+      };
       // f on thread 0, the others waiting; then every thread continues
       auto serial = [&](auto&& f) {
-        if (tid == 0 && !failed.load(std::memory_order_relaxed)) {
-          try { f(); } catch (...) { fail(); }
-        }
+        if (tid == 0) guarded(f);
         barrier.wait(num_threads);
       };
       // f(begin, end) on this thread's chunk of [0, total)
       auto split = [&](int64_t total, auto&& f) {
-        if (!failed.load(std::memory_order_relaxed)) {
-          const auto [begin, end] = chunk(total, tid, num_threads);
-          try { if (begin < end) f(begin, end); } catch (...) { fail(); }
-        }
+        const auto [begin, end] = chunk(total, tid, num_threads);
+        if (begin < end) guarded([&] { f(begin, end); });
         barrier.wait(num_threads);
       };
       // out = in @ W.T (+ bias) for out [rows, out_features], allocated by the serial phase before: in's rows
       // quantized, then W's tiles; a bf16 out gets each thread's own tile columns cast
       auto matmul = [&](const PackedLinear& w, const at::Tensor& in, const at::Tensor& out) {
-        split(rows, [&](int64_t begin, int64_t end) {
-          sgnb_quant::vnni_quantize(in.data_ptr(), !is_fp32, w.view.qtype == sgnb_quant::QType::kQ8_0,
-                                    w.view.num_blocks, begin, end, acts);
-        });
+        const bool is_q8 = w.view.qtype == sgnb_quant::QType::kQ8_0;
+        const bool is_private = acts.size() > 1;
+        ActQ8Buffers& a = acts[is_private ? tid : 0];
+        if (is_private) {
+          guarded([&] { sgnb_quant::vnni_quantize(in.data_ptr(), !is_fp32, is_q8, w.view.num_blocks, 0, rows, a); });
+        } else {
+          split(rows, [&](int64_t begin, int64_t end) {
+            sgnb_quant::vnni_quantize(in.data_ptr(), !is_fp32, is_q8, w.view.num_blocks, begin, end, a);
+          });
+        }
         split(w.view.num_tiles, [&](int64_t begin, int64_t end) {
           const int64_t n = w.out_features;
           float* y = is_fp32 ? out.data_ptr<float>() : y_fp32.data();
-          sgnb_quant::vnni_tiles(w.view, acts, y, n, w.bias_data(), begin, end);
+          sgnb_quant::vnni_tiles(w.view, a, y, n, w.bias_data(), begin, end);
           if (!is_fp32) {
             at::BFloat16* ob = out.data_ptr<at::BFloat16>();
             const int64_t c0 = begin * kTile, c1 = std::min(n, end * kTile);
@@ -249,39 +263,42 @@ class DecodeStack {
           }
         });
       };
-      auto empty = [&](const PackedLinear& w) { return at::empty({rows, w.out_features}, x.options()); };
 
       for (size_t i = 0; i < layers_.size(); ++i) {
         const LayerWeights& layer = layers_[i];
         serial([&] {
           h = i == 0 ? sgnb_ops::rms_norm(x, layer.input_norm, eps_)
-                     : sgnb_ops::add_rms_norm(x, residual, layer.input_norm, eps_);
-          qkv = empty(layer.qkv);
+                     : sgnb_ops::add_rms_norm(out, residual, layer.input_norm, eps_);
+          qkv = reuse(qkv, layer.qkv);
         });
         matmul(layer.qkv, h, qkv);
         serial([&] {
           sgnb_ops::rope_store_kv(qkv, s.positions, s.cos, s.sin, num_heads_, num_kv_heads_, s.k_buffers[i],
                                   s.v_buffers[i], s.out_cache_loc);
-          attention.emplace(q_heads(qkv), s.k_buffers[i], s.v_buffers[i], s.kv_indptr, s.kv_indices, s.sm_scale);
-          attn = attention->out.view({rows, num_heads_ * head_dim_});
-          o = empty(layer.o);
+          if (attention) {
+            attention->rebind(q_heads(qkv), s.k_buffers[i], s.v_buffers[i]);
+          } else {
+            attention.emplace(q_heads(qkv), s.k_buffers[i], s.v_buffers[i], s.kv_indptr, s.kv_indices, s.sm_scale);
+            attn = attention->out.view({rows, num_heads_ * head_dim_});
+          }
+          o = reuse(o, layer.o);
         });
         split(attention ? attention->num_tasks : 0, [&](int64_t begin, int64_t end) { attention->run(begin, end); });
         matmul(layer.o, attn, o);
         serial([&] {
           h = sgnb_ops::add_rms_norm(o, residual, layer.post_attention_norm, eps_);
-          gate_up = empty(layer.gate_up);
+          gate_up = reuse(gate_up, layer.gate_up);
         });
         matmul(layer.gate_up, h, gate_up);
         serial([&] {
           act = sgnb_ops::silu_mul(gate_up);
-          x = empty(layer.down);
+          out = reuse(out, layer.down);
         });
-        matmul(layer.down, act, x);
+        matmul(layer.down, act, out);
       }
     }
     if (error) std::rethrow_exception(error);
-    return {x, residual};
+    return {out, residual};
   }
 
   std::vector<LayerWeights> layers_;

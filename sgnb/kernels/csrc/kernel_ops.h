@@ -21,10 +21,12 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_buffer, con
 // decode_attention in two steps, for callers that split its tasks over threads themselves (decode_stack.cpp):
 // the constructor checks the arguments and allocates `out` [batch, num_heads, head_dim]; run(begin, end) fills
 // the tasks [begin, end) of num_tasks (task = request * num_kv_heads + kv head), and throws nothing itself.
+// rebind points it at another layer's q and pool of the same shapes (the indices stay checked; out is reused).
 struct DecodeAttention {
   DecodeAttention(const at::Tensor& q, const at::Tensor& k_buffer, const at::Tensor& v_buffer,
                   const at::Tensor& kv_indptr, const at::Tensor& kv_indices, double sm_scale);
   void run(int64_t begin, int64_t end) const;
+  void rebind(const at::Tensor& q, const at::Tensor& k_buffer, const at::Tensor& v_buffer);
 
   at::Tensor q, k_buffer, v_buffer, indptr, indices, out;   // indptr, indices: checked int64 copies
   double sm_scale;
