@@ -79,11 +79,67 @@ inline void cpu_relax() {
 #endif
 }
 
+// [begin, end) of `total` for thread `tid` of `num_threads`: contiguous, even chunks (at::parallel_for's split)
+inline std::pair<int64_t, int64_t> chunk(int64_t total, int tid, int num_threads) {
+  const int64_t size = (total + num_threads - 1) / num_threads;
+  const int64_t begin = std::min(total, tid * size);
+  return {begin, std::min(total, begin + size)};
+}
+
+// While a thread waits at a barrier, the memory bus would idle: it asks instead for the cache lines each thread
+// will read first in the coming matmul (the head of every thread's tile chunk, in turn), a line per wait loop.
+// A line another core fetched comes from its cache, not from memory.
+class Prefetcher {
+ public:
+  // the coming matmul: w's tiles split over num_threads as `chunk` splits them
+  void target(const sgnb_quant::PackedView& w, int num_threads) {
+    num_ranges_ = 0;
+    offset_ = 0;
+    const int64_t half_bytes = w.num_blocks * kTile * 2;       // one tile's scales (or mins), fp16
+    for (int t = 0; t < num_threads && num_ranges_ + 3 <= kMaxRanges; ++t) {
+      const auto [begin, end] = chunk(w.num_tiles, t, num_threads);
+      if (begin >= end) continue;
+      add(reinterpret_cast<const char*>(w.qs) + begin * w.num_blocks * w.quant_bytes,
+          (end - begin) * w.num_blocks * w.quant_bytes);
+      add(reinterpret_cast<const char*>(w.scales) + begin * half_bytes, (end - begin) * half_bytes);
+      if (w.mins) add(reinterpret_cast<const char*>(w.mins) + begin * half_bytes, (end - begin) * half_bytes);
+    }
+  }
+
+  // one more line of each range; false once the budget is asked for
+  bool step() {
+    if (offset_ >= kBudgetBytes) return false;
+    bool any = false;
+    for (int r = 0; r < num_ranges_; ++r) {
+      if (offset_ < lens_[r]) {
+        __builtin_prefetch(starts_[r] + offset_, 0, 3);
+        any = true;
+      }
+    }
+    offset_ += 64;
+    return any;
+  }
+
+ private:
+  // per range: about what a wait between two matmuls can bring in, and well inside a core's L2
+  static constexpr int64_t kBudgetBytes = 256 << 10;
+  static constexpr int kMaxRanges = 48;
+  void add(const char* start, int64_t len) {
+    starts_[num_ranges_] = start;
+    lens_[num_ranges_++] = len;
+  }
+  const char* starts_[kMaxRanges];
+  int64_t lens_[kMaxRanges];
+  int num_ranges_ = 0;
+  int64_t offset_ = 0;
+};
+
 // A barrier for one parallel region's threads that spins instead of sleeping (a phase of a decode step lasts
-// microseconds, less than a futex wake-up), and yields after a while so an oversubscribed core still moves.
+// microseconds, less than a futex wake-up), prefetching meanwhile, and yields after a while so an
+// oversubscribed core still moves.
 class SpinBarrier {
  public:
-  void wait(int num_threads) {
+  void wait(int num_threads, Prefetcher& prefetcher) {
     const int generation = generation_.load(std::memory_order_acquire);
     if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == num_threads) {
       arrived_.store(0, std::memory_order_relaxed);
@@ -91,6 +147,7 @@ class SpinBarrier {
       return;
     }
     for (int spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
+      if (prefetcher.step()) continue;
       if (spins < kSpinsBeforeYield) cpu_relax();
       else std::this_thread::yield();
     }
@@ -101,13 +158,6 @@ class SpinBarrier {
   alignas(64) std::atomic<int> arrived_{0};
   alignas(64) std::atomic<int> generation_{0};
 };
-
-// [begin, end) of `total` for thread `tid` of `num_threads`: contiguous, even chunks (at::parallel_for's split)
-inline std::pair<int64_t, int64_t> chunk(int64_t total, int tid, int num_threads) {
-  const int64_t size = (total + num_threads - 1) / num_threads;
-  const int64_t begin = std::min(total, tid * size);
-  return {begin, std::min(total, begin + size)};
-}
 
 class DecodeStack {
  public:
@@ -223,6 +273,7 @@ class DecodeStack {
 #pragma omp parallel num_threads(max_threads)
     {
       const int tid = omp_get_thread_num(), num_threads = omp_get_num_threads();
+      Prefetcher prefetcher;
       auto guarded = [&](auto&& f) {
         if (failed.load(std::memory_order_relaxed)) return;
         try { f(); } catch (...) { fail(); }
@@ -230,17 +281,18 @@ class DecodeStack {
       // f on thread 0, the others waiting; then every thread continues
       auto serial = [&](auto&& f) {
         if (tid == 0) guarded(f);
-        barrier.wait(num_threads);
+        barrier.wait(num_threads, prefetcher);
       };
-      // f(begin, end) on this thread's chunk of [0, total)
-      auto split = [&](int64_t total, auto&& f) {
+      // f(begin, end) on this thread's chunk of [0, total); then (next: the coming matmul) it waits prefetching
+      auto split = [&](int64_t total, auto&& f, const PackedLinear* next = nullptr) {
         const auto [begin, end] = chunk(total, tid, num_threads);
         if (begin < end) guarded([&] { f(begin, end); });
-        barrier.wait(num_threads);
+        if (next) prefetcher.target(next->view, num_threads);
+        barrier.wait(num_threads, prefetcher);
       };
       // out = in @ W.T (+ bias) for out [rows, out_features], allocated by the serial phase before: in's rows
       // quantized, then W's tiles; a bf16 out gets each thread's own tile columns cast
-      auto matmul = [&](const PackedLinear& w, const at::Tensor& in, const at::Tensor& out) {
+      auto matmul = [&](const PackedLinear& w, const at::Tensor& in, const at::Tensor& out, const PackedLinear* next) {
         const bool is_q8 = w.view.qtype == sgnb_quant::QType::kQ8_0;
         const bool is_private = acts.size() > 1;
         ActQ8Buffers& a = acts[is_private ? tid : 0];
@@ -261,17 +313,18 @@ class DecodeStack {
             for (int64_t r = 0; r < rows; ++r)
               for (int64_t c = c0; c < c1; ++c) ob[r * n + c] = at::BFloat16(y[r * n + c]);
           }
-        });
+        }, next);
       };
 
       for (size_t i = 0; i < layers_.size(); ++i) {
         const LayerWeights& layer = layers_[i];
+        if (i == 0) prefetcher.target(layer.qkv.view, num_threads);
         serial([&] {
           h = i == 0 ? sgnb_ops::rms_norm(x, layer.input_norm, eps_)
                      : sgnb_ops::add_rms_norm(out, residual, layer.input_norm, eps_);
           qkv = reuse(qkv, layer.qkv);
         });
-        matmul(layer.qkv, h, qkv);
+        matmul(layer.qkv, h, qkv, &layer.o);
         serial([&] {
           sgnb_ops::rope_store_kv(qkv, s.positions, s.cos, s.sin, num_heads_, num_kv_heads_, s.k_buffers[i],
                                   s.v_buffers[i], s.out_cache_loc);
@@ -284,17 +337,17 @@ class DecodeStack {
           o = reuse(o, layer.o);
         });
         split(attention ? attention->num_tasks : 0, [&](int64_t begin, int64_t end) { attention->run(begin, end); });
-        matmul(layer.o, attn, o);
+        matmul(layer.o, attn, o, &layer.gate_up);
         serial([&] {
           h = sgnb_ops::add_rms_norm(o, residual, layer.post_attention_norm, eps_);
           gate_up = reuse(gate_up, layer.gate_up);
         });
-        matmul(layer.gate_up, h, gate_up);
+        matmul(layer.gate_up, h, gate_up, &layer.down);
         serial([&] {
           act = sgnb_ops::silu_mul(gate_up);
           out = reuse(out, layer.down);
         });
-        matmul(layer.down, act, out);
+        matmul(layer.down, act, out, i + 1 < layers_.size() ? &layers_[i + 1].qkv : nullptr);
       }
     }
     if (error) std::rethrow_exception(error);
