@@ -19,14 +19,22 @@ pytestmark = pytest.mark.skipif(load_cpu_extension() is None, reason="the C++ CP
 
 class CountingStack:
     """The model's real DecodeStack, counting the steps it runs (so a test knows the stack, not the per-layer
-    path, produced the logits)."""
+    path, produced the logits), and how many of them ran the LM head inside too."""
 
     def __init__(self, stack):
-        self.stack, self.num_calls = stack, 0
+        self.stack, self.num_calls, self.num_with_head = stack, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.stack, name)
 
     def forward(self, *args):
         self.num_calls += 1
         return self.stack.forward(*args)
+
+    def forward_logits(self, *args):
+        self.num_calls += 1
+        self.num_with_head += 1
+        return self.stack.forward_logits(*args)
 
 
 def can_run_one_region() -> bool:
@@ -83,6 +91,7 @@ def test_decode_steps_in_one_call_equal_the_per_layer_path_bit_for_bit(tiny_fold
     model.decode_stack = counting = CountingStack(model.decode_stack)
     stacked = step_logits(model, prompt, 5, "cpu")
     assert counting.num_calls == 5                  # every decode step, not the prefill
+    assert counting.num_with_head == 5              # the packed LM head ran inside the stack
     model.decode_stack = None                       # the per-layer fused path
     per_layer = step_logits(model, prompt, 5, "cpu")
     for ours, reference in zip(stacked, per_layer, strict=True):
@@ -97,7 +106,7 @@ def test_real_model_decode_steps_equal_the_per_layer_path(smollm2_path):
     prompt = list(range(1000, 1020))
     model.decode_stack = counting = CountingStack(model.decode_stack)
     stacked = step_logits(model, prompt, 3, "cpu")
-    assert counting.num_calls == 3
+    assert counting.num_calls == counting.num_with_head == 3
     model.decode_stack = None
     assert all(torch.equal(a, b) for a, b in zip(stacked, step_logits(model, prompt, 3, "cpu"), strict=True))
 

@@ -217,3 +217,20 @@ def test_a_row_with_every_token_masked_takes_its_greedy_token_and_spares_the_oth
     reqs = [make_req(seed=1), make_req(seed=2)]
     out = sampler.sample(logits, reqs)
     assert out[0] == 0 and 0 <= out[1] < len(PROBS)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_greedy_tokens_pick_the_first_maximum_as_argmax_does(dtype):
+    from sgnb.engine.sampler import greedy_tokens
+
+    logits = torch.randn(5, 300)
+    logits[1, 7] = logits[1, 40] = 1e4                 # a tie: the first one
+    logits[2, 9] = logits[2, 11] = float("nan")        # a NaN counts as the maximum, the first one
+    logits[3] = float("-inf")                          # every token masked
+    logits[4, 299] = float("inf")
+    logits = logits.to(dtype)
+    tokens = greedy_tokens(logits)
+    assert tokens.dtype == torch.int64
+    assert tokens.tolist() == logits.argmax(dim=-1).tolist()
+    assert tokens.tolist()[1:] == [7, 9, 0, 299]
+    assert greedy_tokens(logits[:, ::2]).tolist() == logits[:, ::2].argmax(dim=-1).tolist()   # strided rows

@@ -261,9 +261,12 @@ class LlamaForCausalLM(CausalLM):
         becomes the residual stream, updated in place)."""
         rope = RopeTables(positions, self.rotary.cos, self.rotary.sin)
         if self.decode_stack is not None and ctx.mode is ForwardMode.DECODE and ctx.ops.name == "cpu":
-            # the same layers, one C++ call (`llama_decode_stack`)
-            x, residual = self.decode_stack.forward(x, positions, rope.cos, rope.sin, ctx.k_buffers, ctx.v_buffers,
-                                                    ctx.out_cache_loc, ctx.kv_indptr, ctx.kv_indices, ctx.sm_scale)
+            # the same layers, one C++ call (`llama_decode_stack`); with every row projected, the LM head too
+            args = (x, positions, rope.cos, rope.sin, ctx.k_buffers, ctx.v_buffers, ctx.out_cache_loc,
+                    ctx.kv_indptr, ctx.kv_indices, ctx.sm_scale)
+            if logit_rows is None and self.decode_stack.has_lm_head:
+                return self.decode_stack.forward_logits(*args).float()
+            x, residual = self.decode_stack.forward(*args)
         else:
             residual = None
             for layer in self.layers:

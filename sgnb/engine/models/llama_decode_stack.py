@@ -3,9 +3,11 @@
     stack = build_decode_stack(model)       # None unless every layer is plain Llama on packed weights
     x, residual = stack.forward(x, positions, cos, sin, k_buffers, v_buffers, out_cache_loc, kv_indptr,
                                 kv_indices, sm_scale)
+    logits = stack.forward_logits(...)      # the same, then the final norm and the packed LM head
 
 The stack runs exactly `DecoderLayer.forward_fused` per layer (the same C++ ops in the same order, so the
-same bits) without a Python call per op: on a 2-core CPU a packed decode step at batch 1 spends more time in
+same bits) without a Python call per op, in one parallel region per step where the int8 path serves
+(`csrc/decode_stack.cpp` says why): on a 2-core CPU a packed decode step at batch 1 spends more time in
 those calls than in the layers' non-matmul work. Families that change a layer (Qwen3's q/k norms) or dense
 projections keep the per-layer path.
 """
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 
 def build_decode_stack(model: LlamaForCausalLM) -> Any | None:
     """The extension's `DecodeStack` over the model's layers, or None where a layer needs the Python path."""
+    from sgnb.engine.models.base import LM_HEAD
     from sgnb.engine.models.llama import MLP, Attention, DecoderLayer
     from sgnb.kernels.cpu_extension import load_cpu_extension
 
@@ -46,4 +49,10 @@ def build_decode_stack(model: LlamaForCausalLM) -> Any | None:
         layers.append(ext.LayerWeights(layer.input_layernorm.weight, layer.post_attention_layernorm.weight,
                                        **linears))
     cfg = model.cfg
-    return ext.DecodeStack(layers, cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
+    head = packed.get(LM_HEAD)             # a packed LM head joins the stack (forward_logits); a dense one does not
+    if model.norm.eps != cfg.rms_norm_eps:
+        head = None
+    lm_head = None if head is None else ext.PackedLinear(head.qs, head.scales, head.mins, head.qtype,
+                                                         head.out_features, None)
+    return ext.DecodeStack(layers, cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim,
+                           final_norm=None if head is None else model.norm.weight, lm_head=lm_head)

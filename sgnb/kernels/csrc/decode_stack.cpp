@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -161,11 +162,14 @@ class SpinBarrier {
 
 class DecodeStack {
  public:
+  // final_norm and lm_head (both or neither): the model's last norm and packed LM head, for forward_logits
   DecodeStack(std::vector<LayerWeights> layers, double eps, int64_t num_heads, int64_t num_kv_heads,
-              int64_t head_dim)
-      : layers_(std::move(layers)), eps_(eps), num_heads_(num_heads), num_kv_heads_(num_kv_heads),
-        head_dim_(head_dim) {
+              int64_t head_dim, c10::optional<at::Tensor> final_norm, std::optional<PackedLinear> lm_head)
+      : layers_(std::move(layers)), final_norm_(std::move(final_norm)), lm_head_(std::move(lm_head)), eps_(eps),
+        num_heads_(num_heads), num_kv_heads_(num_kv_heads), head_dim_(head_dim) {
     TORCH_CHECK_VALUE(!layers_.empty(), "DecodeStack: no layers");
+    TORCH_CHECK_VALUE(final_norm_.has_value() == lm_head_.has_value(),
+                      "DecodeStack: give final_norm and lm_head together, or neither");
     TORCH_CHECK_VALUE(num_heads > 0 && num_kv_heads > 0 && num_heads % num_kv_heads == 0 && head_dim > 0,
                       "DecodeStack: bad head counts ", num_heads, " / ", num_kv_heads, " of ", head_dim);
   }
@@ -178,24 +182,23 @@ class DecodeStack {
                                              const std::vector<at::Tensor>& v_buffers,
                                              const at::Tensor& out_cache_loc, const at::Tensor& kv_indptr,
                                              const at::Tensor& kv_indices, double sm_scale) const {
-    const int64_t num_layers = static_cast<int64_t>(layers_.size());
-    TORCH_CHECK_VALUE(static_cast<int64_t>(k_buffers.size()) == num_layers &&
-                          static_cast<int64_t>(v_buffers.size()) == num_layers,
-                      "DecodeStack: expected ", num_layers, " k and v buffers, got ", k_buffers.size(), " and ",
-                      v_buffers.size());
     const Step step{positions, cos, sin, k_buffers, v_buffers, out_cache_loc, kv_indptr, kv_indices, sm_scale};
-    const bool is_fp32 = x.scalar_type() == at::kFloat;
-    const bool is_rows_ok = x.dim() == 2 && x.is_contiguous() && x.size(0) > 0 &&
-                            (is_fp32 || (x.scalar_type() == at::kBFloat16 && x.size(0) <= 64));
-    if (one_region && at::get_num_threads() > 1 && sgnb_quant::can_use_vnni() && is_rows_ok &&
-        !at::in_parallel_region()) {
-      last_path_ = "one_region";
-      return forward_region(std::move(x), step);
-    }
-    last_path_ = "per_op";
-    return forward_per_op(std::move(x), step);
+    auto [out, residual, logits] = run(std::move(x), step, false);
+    return {out, residual};
   }
 
+  // forward, then the final add + norm and the LM head: logits [batch, vocab] in x's dtype, the same bits as
+  // quant_linear(add_rms_norm(x, residual, final_norm)) on forward's results.
+  at::Tensor forward_logits(at::Tensor x, const at::Tensor& positions, const at::Tensor& cos, const at::Tensor& sin,
+                            const std::vector<at::Tensor>& k_buffers, const std::vector<at::Tensor>& v_buffers,
+                            const at::Tensor& out_cache_loc, const at::Tensor& kv_indptr,
+                            const at::Tensor& kv_indices, double sm_scale) const {
+    TORCH_CHECK_VALUE(lm_head_.has_value(), "DecodeStack.forward_logits: this stack has no LM head");
+    const Step step{positions, cos, sin, k_buffers, v_buffers, out_cache_loc, kv_indptr, kv_indices, sm_scale};
+    return std::get<2>(run(std::move(x), step, true));
+  }
+
+  bool has_lm_head() const { return lm_head_.has_value(); }
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
 
   bool one_region = true;     // false: every step runs op by op (tests and benchmarks compare the two)
@@ -213,6 +216,28 @@ class DecodeStack {
     const at::Tensor& kv_indices;
     double sm_scale;
   };
+
+  // (out, residual, logits: undefined unless with_logits) by the one-region or the op-by-op path
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> run(at::Tensor x, const Step& step, bool with_logits) const {
+    const int64_t num_layers = static_cast<int64_t>(layers_.size());
+    TORCH_CHECK_VALUE(static_cast<int64_t>(step.k_buffers.size()) == num_layers &&
+                          static_cast<int64_t>(step.v_buffers.size()) == num_layers,
+                      "DecodeStack: expected ", num_layers, " k and v buffers, got ", step.k_buffers.size(),
+                      " and ", step.v_buffers.size());
+    const bool is_fp32 = x.scalar_type() == at::kFloat;
+    const bool is_rows_ok = x.dim() == 2 && x.is_contiguous() && x.size(0) > 0 &&
+                            (is_fp32 || (x.scalar_type() == at::kBFloat16 && x.size(0) <= 64));
+    if (one_region && at::get_num_threads() > 1 && sgnb_quant::can_use_vnni() && is_rows_ok &&
+        !at::in_parallel_region()) {
+      last_path_ = "one_region";
+      return forward_region(std::move(x), step, with_logits);
+    }
+    last_path_ = "per_op";
+    auto [out, residual] = forward_per_op(std::move(x), step);
+    at::Tensor logits;
+    if (with_logits) logits = (*lm_head_)(sgnb_ops::add_rms_norm(out, residual, *final_norm_, eps_));
+    return {out, residual, logits};
+  }
 
   at::Tensor q_heads(const at::Tensor& qkv) const {     // [batch, num_heads, head_dim], a view of qkv
     return qkv.view({qkv.size(0), num_heads_ + 2 * num_kv_heads_, head_dim_}).narrow(1, 0, num_heads_);
@@ -239,25 +264,28 @@ class DecodeStack {
 
   // The whole step in one parallel region (see the top of the file): the same ops on the same data in the same
   // order as forward_per_op, each matmul's tiles and the attention's tasks split over the threads.
-  std::tuple<at::Tensor, at::Tensor> forward_region(at::Tensor x, const Step& s) const {
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_region(at::Tensor x, const Step& s, bool with_logits) const {
     // up to this many rows, every thread quantizes a matmul's whole input for itself: cheaper than a barrier
     constexpr int64_t kPrivateRows = 8;
     const int64_t rows = x.size(0);
     const bool is_fp32 = x.scalar_type() == at::kFloat;
     const int max_threads = at::get_num_threads();
     int64_t max_blocks = 0, max_out = 0;
-    for (const LayerWeights& layer : layers_) {
-      for (const PackedLinear* w : {&layer.qkv, &layer.o, &layer.gate_up, &layer.down}) {
-        max_blocks = std::max(max_blocks, w->view.num_blocks);
-        max_out = std::max(max_out, w->out_features);
-      }
+    std::vector<const PackedLinear*> linears;
+    for (const LayerWeights& layer : layers_) linears.insert(linears.end(), {&layer.qkv, &layer.o, &layer.gate_up, &layer.down});
+    const PackedLinear* head = with_logits ? &*lm_head_ : nullptr;
+    if (head) linears.push_back(head);
+    for (const PackedLinear* w : linears) {
+      max_blocks = std::max(max_blocks, w->view.num_blocks);
+      max_out = std::max(max_out, w->out_features);
     }
     // the matmul input of the moment, quantized: one per thread (few rows), or one shared
     std::vector<ActQ8Buffers> acts(rows <= kPrivateRows ? max_threads : 1);
     for (ActQ8Buffers& a : acts) a.resize(rows, max_blocks);
-    std::vector<float> y_fp32(is_fp32 ? 0 : rows * max_out);    // bf16: a matmul's results before the cast
+    // bf16: a matmul's results before the cast (not zeroed: the tiles write every entry they cast)
+    std::unique_ptr<float[]> y_fp32(is_fp32 ? nullptr : new float[rows * max_out]);
     // a layer's tensors; the projections' outputs are reused from layer to layer where the shapes allow
-    at::Tensor residual = x, h, qkv, attn, o, gate_up, act, out;
+    at::Tensor residual = x, h, qkv, attn, o, gate_up, act, out, logits;
     std::optional<sgnb_ops::DecodeAttention> attention;
     SpinBarrier barrier;
     std::atomic<bool> failed{false};
@@ -305,7 +333,7 @@ class DecodeStack {
         }
         split(w.view.num_tiles, [&](int64_t begin, int64_t end) {
           const int64_t n = w.out_features;
-          float* y = is_fp32 ? out.data_ptr<float>() : y_fp32.data();
+          float* y = is_fp32 ? out.data_ptr<float>() : y_fp32.get();
           sgnb_quant::vnni_tiles(w.view, a, y, n, w.bias_data(), begin, end);
           if (!is_fp32) {
             at::BFloat16* ob = out.data_ptr<at::BFloat16>();
@@ -347,14 +375,23 @@ class DecodeStack {
           act = sgnb_ops::silu_mul(gate_up);
           out = reuse(out, layer.down);
         });
-        matmul(layer.down, act, out, i + 1 < layers_.size() ? &layers_[i + 1].qkv : nullptr);
+        matmul(layer.down, act, out, i + 1 < layers_.size() ? &layers_[i + 1].qkv : head);
+      }
+      if (head) {
+        serial([&] {
+          h = sgnb_ops::add_rms_norm(out, residual, *final_norm_, eps_);
+          logits = at::empty({rows, head->out_features}, x.options());
+        });
+        matmul(*head, h, logits, nullptr);
       }
     }
     if (error) std::rethrow_exception(error);
-    return {out, residual};
+    return {out, residual, logits};
   }
 
   std::vector<LayerWeights> layers_;
+  c10::optional<at::Tensor> final_norm_;
+  std::optional<PackedLinear> lm_head_;
   mutable std::string last_path_;      // how the last step ran: "one_region" or "per_op"
   double eps_;
   int64_t num_heads_, num_kv_heads_, head_dim_;
@@ -375,11 +412,17 @@ void register_decode_stack(pybind11::module_& m) {
            py::arg("input_norm"), py::arg("post_attention_norm"), py::arg("qkv"), py::arg("o"), py::arg("gate_up"),
            py::arg("down"));
   py::class_<DecodeStack>(m, "DecodeStack", "a Llama decoder stack's decode step in one call")
-      .def(py::init<std::vector<LayerWeights>, double, int64_t, int64_t, int64_t>(), py::arg("layers"),
-           py::arg("eps"), py::arg("num_heads"), py::arg("num_kv_heads"), py::arg("head_dim"))
+      .def(py::init<std::vector<LayerWeights>, double, int64_t, int64_t, int64_t, c10::optional<at::Tensor>,
+                    std::optional<PackedLinear>>(),
+           py::arg("layers"), py::arg("eps"), py::arg("num_heads"), py::arg("num_kv_heads"), py::arg("head_dim"),
+           py::arg("final_norm") = py::none(), py::arg("lm_head") = py::none())
       .def("forward", &DecodeStack::forward, py::call_guard<py::gil_scoped_release>(), py::arg("x"), py::arg("positions"), py::arg("cos"), py::arg("sin"),
            py::arg("k_buffers"), py::arg("v_buffers"), py::arg("out_cache_loc"), py::arg("kv_indptr"),
            py::arg("kv_indices"), py::arg("sm_scale"))
+      .def("forward_logits", &DecodeStack::forward_logits, py::call_guard<py::gil_scoped_release>(), py::arg("x"),
+           py::arg("positions"), py::arg("cos"), py::arg("sin"), py::arg("k_buffers"), py::arg("v_buffers"),
+           py::arg("out_cache_loc"), py::arg("kv_indptr"), py::arg("kv_indices"), py::arg("sm_scale"))
+      .def_property_readonly("has_lm_head", &DecodeStack::has_lm_head)
       .def_property_readonly("num_layers", &DecodeStack::num_layers)
       .def_readwrite("one_region", &DecodeStack::one_region,
                      "run a step in one parallel region where the int8 path serves (default); False: op by op")
