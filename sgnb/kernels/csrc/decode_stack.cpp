@@ -87,15 +87,29 @@ inline std::pair<int64_t, int64_t> chunk(int64_t total, int tid, int num_threads
   return {begin, std::min(total, begin + size)};
 }
 
-// While a thread waits at a barrier, the memory bus would idle: it asks instead for the cache lines each thread
-// will read first in the coming matmul (the head of every thread's tile chunk, in turn), a line per wait loop.
-// A line another core fetched comes from its cache, not from memory.
+// While a thread waits at a barrier, the memory bus would idle: it asks instead for the cache lines the coming
+// phases read first, a few per wait loop: the pool rows of the coming attention (K and V of each slot it reads,
+// in order), then the head of every thread's tile chunk of the coming matmul, in turn. A line another core
+// fetched comes from that core's cache, not from memory.
 class Prefetcher {
  public:
-  // the coming matmul: w's tiles split over num_threads as `chunk` splits them
-  void target(const sgnb_quant::PackedView& w, int num_threads) {
+  // what comes next: the attention over k_buffer/v_buffer's slots `indices` (may be none), then w's tiles split
+  // over num_threads as `chunk` splits them
+  void target(const sgnb_quant::PackedView& w, int num_threads, const at::Tensor* k_buffer = nullptr,
+              const at::Tensor* v_buffer = nullptr, const at::Tensor* indices = nullptr) {
     num_ranges_ = 0;
     offset_ = 0;
+    num_slots_ = next_slot_ = 0;
+    if (indices) {
+      k_ = static_cast<const char*>(k_buffer->data_ptr());
+      v_ = static_cast<const char*>(v_buffer->data_ptr());
+      k_slot_bytes_ = k_buffer->stride(0) * k_buffer->element_size();
+      v_slot_bytes_ = v_buffer->stride(0) * v_buffer->element_size();
+      // a slot's heads, first to last (the pool's rows are contiguous in head_dim)
+      row_bytes_ = ((k_buffer->size(1) - 1) * k_buffer->stride(1) + k_buffer->size(2)) * k_buffer->element_size();
+      slots_ = indices->data_ptr<int64_t>();
+      num_slots_ = std::min<int64_t>(indices->numel(), kBudgetBytes / std::max<int64_t>(1, 2 * row_bytes_));
+    }
     const int64_t half_bytes = w.num_blocks * kTile * 2;       // one tile's scales (or mins), fp16
     for (int t = 0; t < num_threads && num_ranges_ + 3 <= kMaxRanges; ++t) {
       const auto [begin, end] = chunk(w.num_tiles, t, num_threads);
@@ -107,8 +121,16 @@ class Prefetcher {
     }
   }
 
-  // one more line of each range; false once the budget is asked for
+  // a slot's K and V rows, or one more line of each range; false once the budget is asked for
   bool step() {
+    if (next_slot_ < num_slots_) {
+      const int64_t slot = slots_[next_slot_++];
+      for (int64_t b = 0; b < row_bytes_; b += 64) {
+        __builtin_prefetch(k_ + slot * k_slot_bytes_ + b, 0, 3);
+        __builtin_prefetch(v_ + slot * v_slot_bytes_ + b, 0, 3);
+      }
+      return true;
+    }
     if (offset_ >= kBudgetBytes) return false;
     bool any = false;
     for (int r = 0; r < num_ranges_; ++r) {
@@ -122,7 +144,7 @@ class Prefetcher {
   }
 
  private:
-  // per range: about what a wait between two matmuls can bring in, and well inside a core's L2
+  // per range, and for the pool rows: about what a wait can bring in, and well inside a core's L2
   static constexpr int64_t kBudgetBytes = 256 << 10;
   static constexpr int kMaxRanges = 48;
   void add(const char* start, int64_t len) {
@@ -133,6 +155,10 @@ class Prefetcher {
   int64_t lens_[kMaxRanges];
   int num_ranges_ = 0;
   int64_t offset_ = 0;
+  const char* k_ = nullptr;
+  const char* v_ = nullptr;
+  const int64_t* slots_ = nullptr;
+  int64_t k_slot_bytes_ = 0, v_slot_bytes_ = 0, row_bytes_ = 0, num_slots_ = 0, next_slot_ = 0;
 };
 
 // A barrier for one parallel region's threads that spins instead of sleeping (a phase of a decode step lasts
@@ -286,7 +312,12 @@ class DecodeStack {
     std::unique_ptr<float[]> y_fp32(is_fp32 ? nullptr : new float[rows * max_out]);
     // a layer's tensors; the projections' outputs are reused from layer to layer where the shapes allow
     at::Tensor residual = x, h, qkv, attn, o, gate_up, act, out, logits;
-    std::optional<sgnb_ops::DecodeAttention> attention;
+    // the attention's arguments are checked here, once (a bad slot raises before any thread starts); each layer
+    // rebinds it to its q and pool
+    qkv = at::empty({rows, layers_[0].qkv.out_features}, x.options());
+    sgnb_ops::DecodeAttention attention(q_heads(qkv), s.k_buffers[0], s.v_buffers[0], s.kv_indptr, s.kv_indices,
+                                        s.sm_scale);
+    attn = attention.out.view({rows, num_heads_ * head_dim_});
     SpinBarrier barrier;
     std::atomic<bool> failed{false};
     std::exception_ptr error;
@@ -311,16 +342,18 @@ class DecodeStack {
         if (tid == 0) guarded(f);
         barrier.wait(num_threads, prefetcher);
       };
-      // f(begin, end) on this thread's chunk of [0, total); then (next: the coming matmul) it waits prefetching
-      auto split = [&](int64_t total, auto&& f, const PackedLinear* next = nullptr) {
+      // f(begin, end) on this thread's chunk of [0, total); then it aims the prefetcher at what comes next
+      // (retarget()) and waits
+      auto split = [&](int64_t total, auto&& f, auto&& retarget) {
         const auto [begin, end] = chunk(total, tid, num_threads);
         if (begin < end) guarded([&] { f(begin, end); });
-        if (next) prefetcher.target(next->view, num_threads);
+        retarget();
         barrier.wait(num_threads, prefetcher);
       };
+      auto keep = [] {};
       // out = in @ W.T (+ bias) for out [rows, out_features], allocated by the serial phase before: in's rows
       // quantized, then W's tiles; a bf16 out gets each thread's own tile columns cast
-      auto matmul = [&](const PackedLinear& w, const at::Tensor& in, const at::Tensor& out, const PackedLinear* next) {
+      auto matmul = [&](const PackedLinear& w, const at::Tensor& in, const at::Tensor& out, auto&& retarget) {
         const bool is_q8 = w.view.qtype == sgnb_quant::QType::kQ8_0;
         const bool is_private = acts.size() > 1;
         ActQ8Buffers& a = acts[is_private ? tid : 0];
@@ -329,7 +362,7 @@ class DecodeStack {
         } else {
           split(rows, [&](int64_t begin, int64_t end) {
             sgnb_quant::vnni_quantize(in.data_ptr(), !is_fp32, is_q8, w.view.num_blocks, begin, end, a);
-          });
+          }, keep);
         }
         split(w.view.num_tiles, [&](int64_t begin, int64_t end) {
           const int64_t n = w.out_features;
@@ -341,48 +374,50 @@ class DecodeStack {
             for (int64_t r = 0; r < rows; ++r)
               for (int64_t c = c0; c < c1; ++c) ob[r * n + c] = at::BFloat16(y[r * n + c]);
           }
-        }, next);
+        }, retarget);
       };
 
+      // what a waiting thread prefetches next: the coming matmul, or layer i's pool rows and then its o_proj
+      auto aim_at = [&](const PackedLinear* w) { return [&, w] { if (w) prefetcher.target(w->view, num_threads); }; };
+      auto aim_at_attention = [&](size_t i) {
+        return [&, i] {
+          prefetcher.target(layers_[i].o.view, num_threads, &s.k_buffers[i], &s.v_buffers[i], &attention.indices);
+        };
+      };
       for (size_t i = 0; i < layers_.size(); ++i) {
         const LayerWeights& layer = layers_[i];
-        if (i == 0) prefetcher.target(layer.qkv.view, num_threads);
+        if (i == 0) aim_at(&layer.qkv)();
         serial([&] {
           h = i == 0 ? sgnb_ops::rms_norm(x, layer.input_norm, eps_)
                      : sgnb_ops::add_rms_norm(out, residual, layer.input_norm, eps_);
           qkv = reuse(qkv, layer.qkv);
         });
-        matmul(layer.qkv, h, qkv, &layer.o);
+        matmul(layer.qkv, h, qkv, aim_at_attention(i));
         serial([&] {
           sgnb_ops::rope_store_kv(qkv, s.positions, s.cos, s.sin, num_heads_, num_kv_heads_, s.k_buffers[i],
                                   s.v_buffers[i], s.out_cache_loc);
-          if (attention) {
-            attention->rebind(q_heads(qkv), s.k_buffers[i], s.v_buffers[i]);
-          } else {
-            attention.emplace(q_heads(qkv), s.k_buffers[i], s.v_buffers[i], s.kv_indptr, s.kv_indices, s.sm_scale);
-            attn = attention->out.view({rows, num_heads_ * head_dim_});
-          }
+          attention.rebind(q_heads(qkv), s.k_buffers[i], s.v_buffers[i]);
           o = reuse(o, layer.o);
         });
-        split(attention ? attention->num_tasks : 0, [&](int64_t begin, int64_t end) { attention->run(begin, end); });
-        matmul(layer.o, attn, o, &layer.gate_up);
+        split(attention.num_tasks, [&](int64_t begin, int64_t end) { attention.run(begin, end); }, keep);
+        matmul(layer.o, attn, o, aim_at(&layer.gate_up));
         serial([&] {
           h = sgnb_ops::add_rms_norm(o, residual, layer.post_attention_norm, eps_);
           gate_up = reuse(gate_up, layer.gate_up);
         });
-        matmul(layer.gate_up, h, gate_up, &layer.down);
+        matmul(layer.gate_up, h, gate_up, aim_at(&layer.down));
         serial([&] {
           act = sgnb_ops::silu_mul(gate_up);
           out = reuse(out, layer.down);
         });
-        matmul(layer.down, act, out, i + 1 < layers_.size() ? &layers_[i + 1].qkv : head);
+        matmul(layer.down, act, out, aim_at(i + 1 < layers_.size() ? &layers_[i + 1].qkv : head));
       }
       if (head) {
         serial([&] {
           h = sgnb_ops::add_rms_norm(out, residual, *final_norm_, eps_);
           logits = at::empty({rows, head->out_features}, x.options());
         });
-        matmul(*head, h, logits, nullptr);
+        matmul(*head, h, logits, keep);
       }
     }
     if (error) std::rethrow_exception(error);
