@@ -168,3 +168,39 @@ def test_a_bad_slot_inside_a_step_raises_and_the_next_step_runs(tiny_folder):
     reference = stack.forward(x.clone(), *args, good, 0.25)
     assert all(torch.equal(a, b) for a, b in zip(ours, reference, strict=True))
     assert torch.isfinite(ours[0]).all()
+
+
+def test_a_step_on_the_engine_thread_while_the_callers_pool_lives_gives_the_same_bits(tiny_folder):
+    import threading
+
+    model, _ = load_model(tiny_folder, torch.float32, "cpu", quantization="q4_1", cpu_kernels=True)
+    prompts = [list(range(200, 230)), list(range(300, 310))]
+    a = torch.randn(256, 256)
+    (a @ a).sum()                                   # this thread's OpenMP pool is alive from here on
+    here = batch_decode_logits(model, prompts, 3)
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(steps=batch_decode_logits(model, prompts, 3),
+                                                        path=model.decode_stack.last_path))
+    thread.start()
+    thread.join()
+    assert box["path"] == ("one_region" if can_run_one_region() else "per_op")
+    assert all(torch.equal(x, y) for x, y in zip(here, box["steps"], strict=True))
+
+
+def test_a_stack_without_a_packed_lm_head_leaves_the_head_to_the_model(tiny_folder, monkeypatch):
+    from sgnb.engine.models.llama_decode_stack import build_decode_stack
+
+    model, _ = load_model(tiny_folder, torch.float32, "cpu", quantization="q8_0", cpu_kernels=True)
+    assert model.decode_stack.has_lm_head
+    prompt = list(range(200, 220))
+    with_head = step_logits(model, prompt, 3, "cpu")
+    monkeypatch.setattr(model, "packed_weights", {k: v for k, v in model.packed_weights.items() if k != "lm_head"})
+    model.decode_stack = counting = CountingStack(build_decode_stack(model))
+    assert not counting.has_lm_head
+    without_head = step_logits(model, prompt, 3, "cpu")
+    assert counting.num_calls == 3 and counting.num_with_head == 0
+    assert all(torch.equal(a, b) for a, b in zip(with_head, without_head, strict=True))
+    with pytest.raises(ValueError, match="this stack has no LM head"):
+        counting.stack.forward_logits(torch.randn(1, model.cfg.hidden_size), torch.tensor([0]), model.rotary.cos,
+                                      model.rotary.sin, [], [], torch.tensor([1]), torch.tensor([0, 1]),
+                                      torch.tensor([1]), 0.25)
