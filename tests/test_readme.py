@@ -48,6 +48,7 @@ NOT_RUN = {
     **{command: "a benchmark: minutes of CPU on an idle machine, run by hand (see bench/)" for command in (
         ".venv/bin/python bench/fewshot.py",
         ".venv/bin/python bench/decode.py",
+        ".venv/bin/python bench/caller_threads.py",
         ".venv/bin/python -m bench.programs",
         ".venv/bin/python bench/constrained_json.py",
         ".venv/bin/python bench/constrained_compile.py",

@@ -55,9 +55,10 @@ def lab_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def jupyter_lab(chromium_path, lab_root, tmp_path_factory):
-    """Base URL of a JupyterLab server on 127.0.0.1, token-less, rooted at `lab_root`."""
+    """Base URL of a JupyterLab server on 127.0.0.1, token-less, rooted at `lab_root`. Package-scoped: its
+    kernels hold a model each (2-3 GB), which the rest of the suite needs on a 24 GiB machine."""
     import httpx
 
     home = tmp_path_factory.mktemp("jupyter_home")
