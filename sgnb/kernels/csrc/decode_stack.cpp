@@ -57,7 +57,6 @@ struct PackedLinear {
     return sgnb_quant::quant_linear(x, qs, scales, mins, qtype, out_features, bias);
   }
 
-  int64_t in_features() const { return view.num_blocks * sgnb_quant::kBlock; }
   const float* bias_data() const { return bias ? bias_f32.data_ptr<float>() : nullptr; }
 
   at::Tensor qs, scales;
@@ -198,6 +197,12 @@ class DecodeStack {
                       "DecodeStack: give final_norm and lm_head together, or neither");
     TORCH_CHECK_VALUE(num_heads > 0 && num_kv_heads > 0 && num_heads % num_kv_heads == 0 && head_dim > 0,
                       "DecodeStack: bad head counts ", num_heads, " / ", num_kv_heads, " of ", head_dim);
+    for (const LayerWeights& layer : layers_) {
+      for (const PackedLinear* w : {&layer.qkv, &layer.o, &layer.gate_up, &layer.down}) {
+        max_blocks_ = std::max(max_blocks_, w->view.num_blocks);
+        max_out_ = std::max(max_out_, w->out_features);
+      }
+    }
   }
 
   // x: the input embeddings [batch, hidden] (becomes the residual stream, updated in place); cos, sin: the
@@ -250,11 +255,12 @@ class DecodeStack {
                           static_cast<int64_t>(step.v_buffers.size()) == num_layers,
                       "DecodeStack: expected ", num_layers, " k and v buffers, got ", step.k_buffers.size(),
                       " and ", step.v_buffers.size());
+    // the rows quant_linear itself would run on the int8 path, so that both paths give the same bits
     const bool is_fp32 = x.scalar_type() == at::kFloat;
-    const bool is_rows_ok = x.dim() == 2 && x.is_contiguous() && x.size(0) > 0 &&
-                            (is_fp32 || (x.scalar_type() == at::kBFloat16 && x.size(0) <= 64));
-    if (one_region && at::get_num_threads() > 1 && sgnb_quant::can_use_vnni() && is_rows_ok &&
-        !at::in_parallel_region()) {
+    const bool is_int8_path = x.dim() == 2 && x.is_contiguous() && x.size(0) > 0 &&
+                              (is_fp32 || x.scalar_type() == at::kBFloat16) &&
+                              sgnb_quant::vnni_serves(x.size(0), is_fp32);
+    if (one_region && is_int8_path && at::get_num_threads() > 1 && !at::in_parallel_region()) {
       last_path_ = "one_region";
       return forward_region(std::move(x), step, with_logits);
     }
@@ -296,15 +302,9 @@ class DecodeStack {
     const int64_t rows = x.size(0);
     const bool is_fp32 = x.scalar_type() == at::kFloat;
     const int max_threads = at::get_num_threads();
-    int64_t max_blocks = 0, max_out = 0;
-    std::vector<const PackedLinear*> linears;
-    for (const LayerWeights& layer : layers_) linears.insert(linears.end(), {&layer.qkv, &layer.o, &layer.gate_up, &layer.down});
     const PackedLinear* head = with_logits ? &*lm_head_ : nullptr;
-    if (head) linears.push_back(head);
-    for (const PackedLinear* w : linears) {
-      max_blocks = std::max(max_blocks, w->view.num_blocks);
-      max_out = std::max(max_out, w->out_features);
-    }
+    const int64_t max_blocks = std::max(max_blocks_, head ? head->view.num_blocks : 0);
+    const int64_t max_out = std::max(max_out_, head ? head->out_features : 0);
     // the matmul input of the moment, quantized: one per thread (few rows), or one shared
     std::vector<ActQ8Buffers> acts(rows <= kPrivateRows ? max_threads : 1);
     for (ActQ8Buffers& a : acts) a.resize(rows, max_blocks);
@@ -428,6 +428,7 @@ class DecodeStack {
   c10::optional<at::Tensor> final_norm_;
   std::optional<PackedLinear> lm_head_;
   mutable std::string last_path_;      // how the last step ran: "one_region" or "per_op"
+  int64_t max_blocks_ = 0, max_out_ = 0;   // over the layers' projections: the region's buffer sizes
   double eps_;
   int64_t num_heads_, num_kv_heads_, head_dim_;
 };
@@ -451,9 +452,9 @@ void register_decode_stack(pybind11::module_& m) {
                     std::optional<PackedLinear>>(),
            py::arg("layers"), py::arg("eps"), py::arg("num_heads"), py::arg("num_kv_heads"), py::arg("head_dim"),
            py::arg("final_norm") = py::none(), py::arg("lm_head") = py::none())
-      .def("forward", &DecodeStack::forward, py::call_guard<py::gil_scoped_release>(), py::arg("x"), py::arg("positions"), py::arg("cos"), py::arg("sin"),
-           py::arg("k_buffers"), py::arg("v_buffers"), py::arg("out_cache_loc"), py::arg("kv_indptr"),
-           py::arg("kv_indices"), py::arg("sm_scale"))
+      .def("forward", &DecodeStack::forward, py::call_guard<py::gil_scoped_release>(), py::arg("x"),
+           py::arg("positions"), py::arg("cos"), py::arg("sin"), py::arg("k_buffers"), py::arg("v_buffers"),
+           py::arg("out_cache_loc"), py::arg("kv_indptr"), py::arg("kv_indices"), py::arg("sm_scale"))
       .def("forward_logits", &DecodeStack::forward_logits, py::call_guard<py::gil_scoped_release>(), py::arg("x"),
            py::arg("positions"), py::arg("cos"), py::arg("sin"), py::arg("k_buffers"), py::arg("v_buffers"),
            py::arg("out_cache_loc"), py::arg("kv_indptr"), py::arg("kv_indices"), py::arg("sm_scale"))

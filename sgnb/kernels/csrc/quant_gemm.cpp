@@ -207,6 +207,10 @@ QType parse_qtype(const std::string& name) {
   TORCH_CHECK_VALUE(false, "quant_linear: qtype must be q4_0, q4_1 or q8_0, got '", name, "'");
 }
 
+bool vnni_serves(int64_t num_rows, bool is_fp32) {
+  return can_use_vnni() && (is_fp32 || num_rows <= kMaxGemvRows);
+}
+
 PackedView check_packed(const at::Tensor& qs, const at::Tensor& scales, const c10::optional<at::Tensor>& mins,
                         const std::string& qtype_name, int64_t out_features) {
   const QType qtype = parse_qtype(qtype_name);
@@ -247,10 +251,10 @@ at::Tensor quant_linear(const at::Tensor& x, const at::Tensor& qs, const at::Ten
   if (num_rows == 0) return at::empty({0, out_features}, x.options());
 
   const bool is_fp32 = x.scalar_type() == at::kFloat;
-  const bool use_vnni = can_use_vnni();
+  const bool use_vnni = vnni_serves(num_rows, is_fp32);
   // prefill: dequantize slabs of W.T in x's dtype, at::mm each (bf16: oneDNN's bf16 dot products outrun the int8
   // path there)
-  if (num_rows > kMaxGemvRows && (!use_vnni || !is_fp32)) {
+  if (num_rows > kMaxGemvRows && !use_vnni) {
     at::Tensor out = at::empty({num_rows, out_features}, x.options());
     at::Tensor bias_x = bias ? bias->to(x.scalar_type()).contiguous() : at::Tensor();
     const int64_t slab_tiles = std::min(kSlabTiles, w.num_tiles);

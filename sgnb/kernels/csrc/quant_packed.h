@@ -30,6 +30,8 @@ PackedView check_packed(const at::Tensor& qs, const at::Tensor& scales, const c1
 // The int8 dot-product path (quant_vnni.cpp): whether this CPU and the ISA cap allow it, and y = x W.T (+ bias)
 // for x [num_rows, K] fp32 or bf16 (is_bf16), y [num_rows, out_features] fp32.
 bool can_use_vnni();
+// whether quant_linear takes the int8 path for num_rows rows of fp32 (or bf16) activations
+bool vnni_serves(int64_t num_rows, bool is_fp32);
 void vnni_linear(const PackedView& w, const void* x, bool is_bf16, int64_t num_rows, float* y,
                  int64_t out_features, const float* bias);
 
