@@ -18,10 +18,8 @@ The caller's torch work happens on a thread that is then kept alive, like a note
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import threading
-import time
 from pathlib import Path
 
 import torch
@@ -29,19 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.decode import PROMPT  # noqa: E402
-
-
-def decode_rate(engine, prompt: str, new_tokens: int, repeats: int) -> float:
-    """Batch-1 decode tok/s: the median over repeats of (t(prompt + N) - t(prompt + 1)) / (N - 1)."""
-    def gen(n: int) -> float:
-        t0 = time.perf_counter()
-        engine.generate(prompt, {"max_new_tokens": n, "temperature": 0, "ignore_eos": True})
-        return time.perf_counter() - t0
-
-    gen(2)
-    steps = [(gen(new_tokens) - gen(1)) / (new_tokens - 1) for _ in range(repeats)]
-    return 1 / statistics.median(steps)
+from bench.decode import PROMPT, sgnb_decode_rate  # noqa: E402
 
 
 class CallerWithTorch:
@@ -86,7 +72,7 @@ def main() -> None:
             try:
                 for path, one_region in (("op by op", False), ("one region", True)):
                     stack.one_region = one_region
-                    rates[path, caller] = decode_rate(engine, prompt, args.new_tokens, args.repeats)
+                    rates[path, caller] = sgnb_decode_rate(engine, prompt, 1, args.new_tokens, args.repeats)[0]
                     ran[path] = stack.last_path
             finally:
                 if other is not None:

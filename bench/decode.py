@@ -105,8 +105,7 @@ def sgnb_decode_rate(engine, prompt: str, batch: int, new_tokens: int, repeats: 
     gen(2)()
     steps, streams = [], []
     for _ in range(repeats):
-        full = median_time(gen(new_tokens), 1)
-        first = median_time(gen(1), 1)
+        [full], [first] = run_times(gen(new_tokens), 1), run_times(gen(1), 1)
         steps.append((full - first) / (new_tokens - 1))          # seconds per decode step
         if streamed:
             streams.append(run_alone(lambda: stream_seconds(streamed, 3)))

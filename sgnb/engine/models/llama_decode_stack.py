@@ -50,8 +50,6 @@ def build_decode_stack(model: LlamaForCausalLM) -> Any | None:
                                        **linears))
     cfg = model.cfg
     head = packed.get(LM_HEAD)             # a packed LM head joins the stack (forward_logits); a dense one does not
-    if model.norm.eps != cfg.rms_norm_eps:
-        head = None
     lm_head = None if head is None else ext.PackedLinear(head.qs, head.scales, head.mins, head.qtype,
                                                          head.out_features, None)
     return ext.DecodeStack(layers, cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim,
